@@ -1,0 +1,456 @@
+// Package local is the Target for a destination on a local filesystem.
+//
+// Every path is resolved below the destination root one component at a time
+// without following symlinks (see internal/fsys), so nothing is ever written
+// outside the root, whatever the destination holds. A file is written under a
+// temporary name in its own directory, given its metadata, and renamed over
+// its final name: a reader sees the old file or the new one, never half of
+// it, and an inode that is also linked elsewhere (a hard-link snapshot) is
+// never modified in place.
+package local
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"sync"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fsmirror/fsmirror"
+	"github.com/fsmirror/fsmirror/internal/fsys"
+)
+
+// Target is a local destination tree.
+type Target struct {
+	root  *fsys.Root
+	umask uint32
+	// Owner makes the target set owner and group, which needs root.
+	Owner bool
+}
+
+var (
+	_ fsmirror.Target = (*Target)(nil)
+	_ fsmirror.Hasher = (*Target)(nil)
+)
+
+// New opens the existing directory path as a destination.
+func New(path string) (*Target, error) {
+	r, err := fsys.OpenRoot(path, false)
+	if err != nil {
+		return nil, fmt.Errorf("open destination: %w", err)
+	}
+	// The umask is read once, before any worker creates files: reading it
+	// means setting it.
+	umask := unix.Umask(0)
+	unix.Umask(umask)
+	return &Target{root: r, umask: uint32(umask), Owner: unix.Geteuid() == 0}, nil
+}
+
+// Close releases the open directories.
+func (t *Target) Close() error { return t.root.Close() }
+
+// ReadDir lists directory dir of the destination.
+func (t *Target) ReadDir(_ context.Context, dir string) ([]fsmirror.Entry, error) {
+	return t.root.ReadDir(dir)
+}
+
+// Lstat describes path without following a final symlink.
+func (t *Target) Lstat(_ context.Context, path string) (fsmirror.Entry, error) {
+	return t.root.Lstat(path)
+}
+
+// Hash returns the SHA-256 of the file at path.
+func (t *Target) Hash(_ context.Context, path string) ([]byte, error) {
+	return t.root.Hash(path)
+}
+
+// Apply makes op true in the destination.
+func (t *Target) Apply(ctx context.Context, op *fsmirror.Op) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if op.Path == "" && op.Kind != fsmirror.OpSetMeta {
+		return &fsmirror.PathError{Op: op.Kind.String(), Path: "", Err: errors.New("refusing to replace the destination root")}
+	}
+	if !fsmirror.IsValidPath(op.Path) || !fsmirror.IsValidPath(op.From) {
+		return &fsmirror.PathError{Op: op.Kind.String(), Path: op.Path, Err: errors.New("invalid path")}
+	}
+	var err error
+	switch op.Kind {
+	case fsmirror.OpMkdir:
+		err = t.mkdir(op)
+	case fsmirror.OpWrite:
+		err = t.write(op)
+	case fsmirror.OpSymlink, fsmirror.OpMknod:
+		err = t.replaceWith(op, func(dirfd int, tmp string) error {
+			if op.Kind == fsmirror.OpSymlink {
+				return unix.Symlinkat(op.Entry.Target, dirfd, tmp)
+			}
+			return unix.Mknodat(dirfd, tmp, nodeMode(op.Entry), int(op.Entry.Rdev))
+		})
+	case fsmirror.OpLink:
+		err = t.link(op)
+	case fsmirror.OpRename:
+		err = t.rename(op)
+	case fsmirror.OpDelete:
+		err = t.delete(op.Path)
+	case fsmirror.OpSetMeta:
+		err = t.setMeta(op.Path, &op.Entry)
+	default:
+		err = fmt.Errorf("unknown op %d", op.Kind)
+	}
+	return fsys.PathErr(op.Kind.String(), op.Path, err)
+}
+
+func nodeMode(e fsmirror.Entry) uint32 {
+	m := e.Mode & 0o7777
+	switch e.Type {
+	case fsmirror.TypeFifo:
+		return m | unix.S_IFIFO
+	case fsmirror.TypeCharDev:
+		return m | unix.S_IFCHR
+	case fsmirror.TypeBlockDev:
+		return m | unix.S_IFBLK
+	}
+	return m
+}
+
+func (t *Target) mkdir(op *fsmirror.Op) error {
+	d, name, err := t.root.Parent(op.Path)
+	if err != nil {
+		return err
+	}
+	defer d.Release()
+	// Owner-only until its metadata is set after its contents: a directory
+	// that will be read-only must stay writable while it is filled.
+	err = unix.Mkdirat(d.FD(), name, 0o700)
+	if err == unix.EEXIST {
+		e, serr := fsys.StatAt(d.FD(), name)
+		if serr == nil && e.Type == fsmirror.TypeDir {
+			return nil
+		}
+		if rerr := removeAt(d.FD(), name); rerr != nil {
+			return rerr
+		}
+		t.root.Invalidate(op.Path)
+		err = unix.Mkdirat(d.FD(), name, 0o700)
+	}
+	return err
+}
+
+// tempName returns a fresh name for a temporary file.
+func tempName() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return fsmirror.TempPrefix + hex.EncodeToString(b[:]) + ".tmp"
+}
+
+func (t *Target) write(op *fsmirror.Op) error {
+	if op.Data == nil {
+		return errors.New("write without data")
+	}
+	d, name, err := t.root.Parent(op.Path)
+	if err != nil {
+		return err
+	}
+	defer d.Release()
+	// An unnamed file (O_TMPFILE) is given its final name only when it is
+	// complete, with one link: nothing to clean up after a crash, and the
+	// directory is touched once. Where the filesystem cannot do that, or the
+	// name is taken, a named temporary is renamed over it.
+	perm := op.Entry.Mode & 0o777 & ^t.umask
+	fd, err := unix.Openat(d.FD(), ".", unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, perm|0o200)
+	named := ""
+	if err != nil {
+		named = tempName()
+		fd, err = unix.Openat(d.FD(), named, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, perm|0o200)
+		if err != nil {
+			return err
+		}
+	}
+	err = copyData(fd, op.Data, op.Entry.Size)
+	if err == nil {
+		err = t.setMetaFD(fd, &op.Entry, perm|0o200)
+	}
+	if err == nil && named == "" {
+		if !op.Replace {
+			err = linkFD(fd, d.FD(), name)
+		}
+		if op.Replace || err == unix.EEXIST {
+			named = tempName()
+			err = linkFD(fd, d.FD(), named)
+		}
+	}
+	if cerr := unix.Close(fd); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		if named != "" {
+			unix.Unlinkat(d.FD(), named, 0)
+		}
+		return err
+	}
+	if named == "" {
+		return nil
+	}
+	return t.renameInto(d, named, name, op.Path)
+}
+
+// linkFD gives the unnamed file fd the name name in dirfd. Linking by
+// descriptor needs CAP_DAC_READ_SEARCH; without it the file is linked through
+// its /proc/self/fd entry.
+func linkFD(fd, dirfd int, name string) error {
+	err := unix.Linkat(fd, "", dirfd, name, unix.AT_EMPTY_PATH)
+	if err == unix.ENOENT || err == unix.EPERM {
+		err = unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), dirfd, name, unix.AT_SYMLINK_FOLLOW)
+	}
+	return err
+}
+
+// copyData copies src into the file fd. From another file it copies in the
+// kernel (copy_file_range), asking for the expected size at once, so a small
+// file costs one call; what the source really held is checked by the caller.
+func copyData(fd int, src io.Reader, size int64) error {
+	if f, ok := src.(interface{ Fd() int }); ok {
+		var done int64
+		for {
+			n, err := unix.CopyFileRange(f.Fd(), nil, fd, nil, int(max(size-done, 1<<20)), 0)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				if done == 0 && (err == unix.EXDEV || err == unix.EINVAL || err == unix.EOPNOTSUPP || err == unix.ENOSYS) {
+					break // not between these filesystems: copy through user space
+				}
+				return err
+			}
+			done += int64(n)
+			if n == 0 || done == size {
+				return nil
+			}
+		}
+	}
+	buf := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(buf)
+	_, err := io.CopyBuffer(fdWriter(fd), src, *buf)
+	return err
+}
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
+// fdWriter writes to a descriptor without registering it with the runtime.
+type fdWriter int
+
+func (w fdWriter) Write(p []byte) (int, error) {
+	written := 0
+	for written < len(p) {
+		n, err := unix.Write(int(w), p[written:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return written, err
+		}
+		written += n
+	}
+	return written, nil
+}
+
+// setMetaFD sets owner, mode and mtime of a file created with mode created
+// (see setMetaAt). A mode the file already has is not set again.
+func (t *Target) setMetaFD(fd int, e *fsmirror.Entry, created uint32) error {
+	if t.Owner {
+		if err := unix.Fchown(fd, int(e.Uid), int(e.Gid)); err != nil {
+			return err
+		}
+	}
+	if created != e.Mode&0o7777 {
+		if err := unix.Fchmod(fd, e.Mode&0o7777); err != nil {
+			return err
+		}
+	}
+	ts := [2]unix.Timespec{{Nsec: unix.UTIME_OMIT}, unix.NsecToTimespec(e.Mtime)}
+	// futimens(fd, ts): utimensat with a NULL path.
+	_, _, errno := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// replaceWith creates the new node under a temporary name with create, gives
+// it op's metadata, and renames it over op.Path.
+func (t *Target) replaceWith(op *fsmirror.Op, create func(dirfd int, tmp string) error) error {
+	d, name, err := t.root.Parent(op.Path)
+	if err != nil {
+		return err
+	}
+	defer d.Release()
+	tmp := tempName()
+	if err := create(d.FD(), tmp); err != nil {
+		unix.Unlinkat(d.FD(), tmp, 0)
+		return err
+	}
+	if err := t.setMetaAt(d.FD(), tmp, &op.Entry); err != nil {
+		unix.Unlinkat(d.FD(), tmp, 0)
+		return err
+	}
+	return t.renameInto(d, tmp, name, op.Path)
+}
+
+// renameInto renames tmp over name in d, replacing a directory in the way.
+func (t *Target) renameInto(d *fsys.Dir, tmp, name, path string) error {
+	err := unix.Renameat(d.FD(), tmp, d.FD(), name)
+	if err == unix.EISDIR || err == unix.ENOTEMPTY || err == unix.EEXIST {
+		if err = removeAt(d.FD(), name); err == nil {
+			t.root.Invalidate(path)
+			err = unix.Renameat(d.FD(), tmp, d.FD(), name)
+		}
+	}
+	if err != nil {
+		unix.Unlinkat(d.FD(), tmp, 0)
+	}
+	return err
+}
+
+func (t *Target) link(op *fsmirror.Op) error {
+	fd, fname, err := t.root.Parent(op.From)
+	if err != nil {
+		return err
+	}
+	defer fd.Release()
+	d, name, err := t.root.Parent(op.Path)
+	if err != nil {
+		return err
+	}
+	defer d.Release()
+	tmp := tempName()
+	if err := unix.Linkat(fd.FD(), fname, d.FD(), tmp, 0); err != nil {
+		return err
+	}
+	err = t.renameInto(d, tmp, name, op.Path)
+	// rename(2) does nothing when both names are already links to one
+	// inode, which leaves the temporary behind.
+	unix.Unlinkat(d.FD(), tmp, 0)
+	return err
+}
+
+func (t *Target) rename(op *fsmirror.Op) error {
+	fd, fname, err := t.root.Parent(op.From)
+	if err != nil {
+		return err
+	}
+	defer fd.Release()
+	d, name, err := t.root.Parent(op.Path)
+	if err != nil {
+		return err
+	}
+	defer d.Release()
+	err = unix.Renameat(fd.FD(), fname, d.FD(), name)
+	if err == unix.EISDIR || err == unix.ENOTEMPTY || err == unix.EEXIST || err == unix.ENOTDIR {
+		if err = removeAt(d.FD(), name); err == nil {
+			err = unix.Renameat(fd.FD(), fname, d.FD(), name)
+		}
+	}
+	t.root.Invalidate(op.From)
+	t.root.Invalidate(op.Path)
+	return err
+}
+
+func (t *Target) delete(path string) error {
+	d, name, err := t.root.Parent(path)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		return err
+	}
+	defer d.Release()
+	err = removeAt(d.FD(), name)
+	t.root.Invalidate(path)
+	if err == unix.ENOENT {
+		return nil
+	}
+	return err
+}
+
+func (t *Target) setMeta(path string, e *fsmirror.Entry) error {
+	if path == "" {
+		return t.setMetaAt(t.rootFD(), ".", e)
+	}
+	d, name, err := t.root.Parent(path)
+	if err != nil {
+		return err
+	}
+	defer d.Release()
+	return t.setMetaAt(d.FD(), name, e)
+}
+
+func (t *Target) rootFD() int {
+	d, _ := t.root.OpenDir("")
+	return d.FD()
+}
+
+// setMetaAt sets owner, mode and mtime, in that order: chown clears the
+// setuid and setgid bits, and both chown and chmod would be recorded in ctime
+// only, but a write to a file after utimes would move its mtime.
+func (t *Target) setMetaAt(dirfd int, name string, e *fsmirror.Entry) error {
+	if t.Owner {
+		if err := unix.Fchownat(dirfd, name, int(e.Uid), int(e.Gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return err
+		}
+	}
+	if e.Type != fsmirror.TypeSymlink {
+		if err := unix.Fchmodat(dirfd, name, e.Mode&0o7777, 0); err != nil {
+			return err
+		}
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(e.Mtime), unix.NsecToTimespec(e.Mtime)}
+	// Access time is not mirrored: reading the source moves it anyway. Keep
+	// the destination's own.
+	ts[0] = unix.Timespec{Sec: 0, Nsec: unix.UTIME_OMIT}
+	return unix.UtimesNanoAt(dirfd, name, ts, unix.AT_SYMLINK_NOFOLLOW)
+}
+
+// removeAt removes name from dirfd, recursively when it is a directory. A
+// directory without write or search permission for the owner is opened up
+// first, since its content must go too.
+func removeAt(dirfd int, name string) error {
+	err := unix.Unlinkat(dirfd, name, 0)
+	if err != unix.EISDIR && err != unix.EPERM {
+		return err
+	}
+	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err == unix.EACCES {
+		unix.Fchmodat(dirfd, name, 0o700, 0)
+		fd, err = unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	}
+	if err != nil {
+		return err
+	}
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
+	// All names first: removing entries while reading a directory may skip some.
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		err := removeAt(fd, n)
+		if err == unix.EACCES {
+			unix.Fchmod(fd, 0o700)
+			err = removeAt(fd, n)
+		}
+		if err != nil && err != unix.ENOENT {
+			return err
+		}
+	}
+	return unix.Unlinkat(dirfd, name, unix.AT_REMOVEDIR)
+}
