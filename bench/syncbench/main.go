@@ -1,0 +1,314 @@
+// Command syncbench measures fsmirror's one-shot sync against rsync and cp
+// on a tree of many small files, side by side in the same run.
+//
+// For every run and every tool it times a first copy into an empty
+// destination and then a second run over the finished copy (a no-change run
+// for fsmirror and rsync; cp has none, so its second run copies everything
+// again and is labelled so). Tools are interleaved and their order rotates
+// from run to run, so machine noise falls on all of them alike. Every
+// fsmirror result is checked with testutil.Diff: a fast wrong copy is not a
+// result, and the program fails loudly instead of printing it.
+//
+// Usage:
+//
+//	go run ./bench/syncbench [-fsmirror PATH] [-dir /dev/shm] [-files 50000] [-dirs 2500] [-runs 3]
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/fsmirror/fsmirror/internal/testutil"
+)
+
+// A tool is one copier under test.
+type tool struct {
+	name string
+	// second says what the second run over a finished copy does.
+	second string
+	// argv is the command that copies src's contents into dst.
+	argv func(src, dst string) []string
+	// strict tools must produce an exact mirror or the benchmark fails;
+	// the others are references, checked once as a sanity test of Diff.
+	strict bool
+}
+
+// sample is one timed command.
+type sample struct{ wall, cpu time.Duration }
+
+// result holds every run of one tool.
+type result struct {
+	tool          tool
+	first, second []sample
+}
+
+func main() {
+	var (
+		fsmirrorBin = flag.String("fsmirror", "", "fsmirror binary to measure `PATH` (default: go build ./cmd/fsmirror)")
+		dir         = flag.String("dir", "/dev/shm", "directory to hold the source and destination trees")
+		files       = flag.Int("files", 50_000, "number of files in the source tree")
+		dirs        = flag.Int("dirs", 2_500, "number of directories in the source tree")
+		runs        = flag.Int("runs", 3, "runs per tool; the median is reported")
+		seed        = flag.Int64("seed", 1, "seed of the source tree")
+		tools       = flag.String("tools", "fsmirror,rsync,cp", "comma-separated `LIST` of tools to measure")
+		keep        = flag.Bool("keep", false, "keep the work directory")
+	)
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./bench/syncbench [flags]\n\n"+
+			"Times fsmirror sync, rsync -a and cp -a copying a tree of many small files,\n"+
+			"first into an empty destination, then again over the finished copy.\n\n")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if flag.NArg() > 0 || *runs < 1 || *files < 0 || *dirs < 0 {
+		flag.Usage()
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Stdout, config{
+		fsmirror: *fsmirrorBin, dir: *dir, files: *files, dirs: *dirs,
+		runs: *runs, seed: *seed, tools: strings.Split(*tools, ","), keep: *keep,
+	})
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "syncbench:", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	fsmirror    string
+	dir         string
+	files, dirs int
+	runs        int
+	seed        int64
+	tools       []string
+	keep        bool
+}
+
+func run(ctx context.Context, w io.Writer, cfg config) (err error) {
+	work, err := os.MkdirTemp(cfg.dir, "syncbench-")
+	if err != nil {
+		return err
+	}
+	if cfg.keep {
+		defer fmt.Fprintf(w, "work directory %s is kept\n", work)
+	} else {
+		defer func() {
+			if rerr := os.RemoveAll(work); rerr != nil && err == nil {
+				err = rerr
+			}
+		}()
+	}
+	// Not in work: the benchmark's directory may be mounted noexec.
+	binDir, err := os.MkdirTemp("", "syncbench-bin-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(binDir)
+	tools, err := pickTools(ctx, w, cfg, binDir)
+	if err != nil {
+		return err
+	}
+	printMachine(w, cfg.dir)
+
+	src := filepath.Join(work, "src")
+	start := time.Now()
+	total, err := testutil.SmallFilesTree(src, cfg.files, cfg.dirs, cfg.seed)
+	if err != nil {
+		return fmt.Errorf("build source tree: %w", err)
+	}
+	fmt.Fprintf(w, "tree:    %d files in %d dirs, %.1f MB, median size ~5 KiB, seed %d (built in %.1fs)\n\n",
+		cfg.files, cfg.dirs, float64(total)/1e6, cfg.seed, time.Since(start).Seconds())
+
+	results := make([]*result, len(tools))
+	for i, t := range tools {
+		results[i] = &result{tool: t}
+	}
+	checked := map[string]bool{}
+	for r := range cfg.runs {
+		for k := range results {
+			res := results[(k+r)%len(results)] // rotate the order run by run
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			dst := filepath.Join(work, "dst-"+res.tool.name)
+			if err := os.RemoveAll(dst); err != nil {
+				return err
+			}
+			if err := os.Mkdir(dst, 0o755); err != nil {
+				return err
+			}
+			first, err := timeCmd(ctx, res.tool.argv(src, dst))
+			if err != nil {
+				return fmt.Errorf("%s, first copy: %w", res.tool.name, err)
+			}
+			if err := check(w, res.tool, "first copy", src, dst, checked); err != nil {
+				return err
+			}
+			second, err := timeCmd(ctx, res.tool.argv(src, dst))
+			if err != nil {
+				return fmt.Errorf("%s, second run: %w", res.tool.name, err)
+			}
+			if err := check(w, res.tool, "second run", src, dst, checked); err != nil {
+				return err
+			}
+			if err := os.RemoveAll(dst); err != nil {
+				return err
+			}
+			res.first = append(res.first, first)
+			res.second = append(res.second, second)
+			fmt.Fprintf(w, "run %d/%d  %-9s first copy %7.3fs (cpu %7.3fs)   %-26s %7.3fs (cpu %7.3fs)\n",
+				r+1, cfg.runs, res.tool.name, first.wall.Seconds(), first.cpu.Seconds(),
+				res.tool.second, second.wall.Seconds(), second.cpu.Seconds())
+		}
+	}
+	fmt.Fprintln(w)
+	report(w, results, cfg.runs)
+	for _, t := range tools {
+		if t.strict {
+			fmt.Fprintf(w, "\n%s: every result checked with testutil.Diff and found an exact mirror\n"+
+				"(type, size, content, mode, mtime to the ns, symlink targets, hard links%s).\n",
+				t.name, map[bool]string{true: ", owner", false: ""}[os.Geteuid() == 0])
+		}
+	}
+	return nil
+}
+
+// pickTools resolves the tools named in cfg, building fsmirror into binDir
+// if needed.
+func pickTools(ctx context.Context, w io.Writer, cfg config, binDir string) ([]tool, error) {
+	var tools []tool
+	seen := map[string]bool{}
+	for _, name := range cfg.tools {
+		name = strings.TrimSpace(name)
+		if name == "" || seen[name] {
+			continue
+		}
+		seen[name] = true
+		switch name {
+		case "fsmirror":
+			bin, err := fsmirrorBinary(ctx, w, cfg.fsmirror, binDir)
+			if err != nil {
+				return nil, err
+			}
+			tools = append(tools, tool{
+				name: "fsmirror", second: "no-change run", strict: true,
+				argv: func(src, dst string) []string { return []string{bin, "sync", src, dst} },
+			})
+		case "rsync":
+			bin, err := exec.LookPath("rsync")
+			if err != nil {
+				return nil, fmt.Errorf("rsync: %w (drop it with -tools)", err)
+			}
+			tools = append(tools, tool{
+				name: "rsync", second: "no-change run",
+				argv: func(src, dst string) []string { return []string{bin, "-a", src + "/", dst + "/"} },
+			})
+		case "cp":
+			bin, err := exec.LookPath("cp")
+			if err != nil {
+				return nil, fmt.Errorf("cp: %w (drop it with -tools)", err)
+			}
+			tools = append(tools, tool{
+				name: "cp", second: "cp -a again (copies all)",
+				argv: func(src, dst string) []string { return []string{bin, "-a", src + "/.", dst + "/"} },
+			})
+		default:
+			return nil, fmt.Errorf("unknown tool %q in -tools; known: fsmirror, rsync, cp", name)
+		}
+	}
+	if len(tools) == 0 {
+		return nil, errors.New("no tools to measure")
+	}
+	return tools, nil
+}
+
+// fsmirrorBinary returns bin, or builds ./cmd/fsmirror into tmp when bin is
+// empty.
+func fsmirrorBinary(ctx context.Context, w io.Writer, bin, tmp string) (string, error) {
+	if bin != "" {
+		abs, err := filepath.Abs(bin)
+		if err != nil {
+			return "", err
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return "", fmt.Errorf("-fsmirror: %w", err)
+		}
+		return abs, nil
+	}
+	out := filepath.Join(tmp, "fsmirror")
+	fmt.Fprintln(w, "building fsmirror from ./cmd/fsmirror ...")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "github.com/fsmirror/fsmirror/cmd/fsmirror")
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stderr, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("build fsmirror: %w\n%s\n(give a binary with -fsmirror, or leave fsmirror out with -tools rsync,cp)",
+			err, strings.TrimSpace(stderr.String()))
+	}
+	return out, nil
+}
+
+// timeCmd runs argv and returns its wall-clock time and the CPU time (user
+// plus system) of the process and the children it waited for. A command
+// that fails is an error that carries its output.
+func timeCmd(ctx context.Context, argv []string) (sample, error) {
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	err := cmd.Run()
+	wall := time.Since(start)
+	if err != nil {
+		return sample{}, fmt.Errorf("%s: %w\n%s", strings.Join(argv, " "), err, lastLines(out.String(), 20))
+	}
+	st := cmd.ProcessState
+	return sample{wall: wall, cpu: st.UserTime() + st.SystemTime()}, nil
+}
+
+// check compares dst with src. A strict tool's every result must be an
+// exact mirror; a reference tool is checked after its first copy only, once,
+// and a difference there is reported as a warning, since it says more about
+// the checker or the machine than about fsmirror.
+func check(w io.Writer, t tool, phase, src, dst string, checked map[string]bool) error {
+	if !t.strict && (checked[t.name] || phase != "first copy") {
+		return nil
+	}
+	checked[t.name] = true
+	diffs, err := testutil.Diff(src, dst, testutil.DiffOptions{Owner: os.Geteuid() == 0})
+	if err != nil {
+		return fmt.Errorf("check %s's %s: %w", t.name, phase, err)
+	}
+	if len(diffs) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("%s's %s is not a mirror of the source: %d differences:\n\t%s",
+		t.name, phase, len(diffs), strings.Join(diffs[:min(len(diffs), 20)], "\n\t"))
+	if len(diffs) > 20 {
+		msg += fmt.Sprintf("\n\t... and %d more", len(diffs)-20)
+	}
+	if t.strict {
+		return errors.New("WRONG RESULT: " + msg + "\nno timings are reported for a wrong mirror")
+	}
+	fmt.Fprintln(w, "warning:", msg)
+	return nil
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = append([]string{"..."}, lines[len(lines)-n:]...)
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/fsmirror/fsmirror"
+	"github.com/fsmirror/fsmirror/engine"
+	"github.com/fsmirror/fsmirror/filter"
+	"github.com/fsmirror/fsmirror/internal/fsys"
+	"github.com/fsmirror/fsmirror/target/local"
+)
+
+// excludeFlags are the exclude options shared by sync and verify.
+type excludeFlags struct {
+	patterns []string
+	files    []string
+}
+
+func (x *excludeFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringArrayVar(&x.patterns, "exclude", nil, "exclude paths matching `PATTERN` (gitignore syntax; repeatable)")
+	cmd.Flags().StringArrayVar(&x.files, "exclude-from", nil, "read exclude patterns from `FILE` (gitignore syntax; repeatable)")
+}
+
+func (x *excludeFlags) filter() (*filter.Filter, error) {
+	patterns := append([]string(nil), x.patterns...)
+	for _, file := range x.files {
+		p, err := filter.ReadPatterns(file)
+		if err != nil {
+			return nil, setupErr("--exclude-from: %v", err)
+		}
+		patterns = append(patterns, p...)
+	}
+	f, err := filter.New(patterns)
+	if err != nil {
+		return nil, setupErr("--exclude: %v", err)
+	}
+	return f, nil
+}
+
+type syncFlags struct {
+	excludes   excludeFlags
+	workers    int
+	noDelete   bool
+	checksum   bool
+	dryRun     bool
+	verbose    bool
+	relative   bool
+	noProgress bool
+}
+
+func newSyncCmd(stdout, stderr io.Writer) *cobra.Command {
+	var f syncFlags
+	cmd := &cobra.Command{
+		Use:   "sync [flags] SRC... DEST",
+		Short: "Make DEST a mirror of SRC, then exit",
+		Long: `Make the local directory DEST an exact mirror of SRC, then exit.
+
+With one SRC, DEST becomes a mirror of SRC's contents. With several, each goes
+to DEST/<basename of SRC>; with --relative, each goes to DEST/<absolute path of
+SRC> (DEST/home/user/dir/...).
+
+Regular files (content, mode, mtime to the nanosecond, owner and group when run
+as root), directories, symlinks (as symlinks, never followed) and hard links
+are mirrored; fifos and device nodes only when run as root; sockets never.
+What DEST has and SRC does not is deleted, unless --no-delete. A file with the
+same size and mtime on both sides is not copied again (with --checksum: the
+same content). Every file is written under a temporary name next to its final
+name and renamed into place, so no half-written file is ever visible; the
+temporaries of an interrupted run are removed.
+
+Excluded paths (gitignore syntax) are neither copied nor deleted on DEST, and
+an excluded directory is not descended.`,
+		Example: `  fsmirror sync /srv/www /mnt/mirror/www
+  fsmirror sync -v --exclude '*.tmp' --exclude cache/ ~/src /backup/src
+  fsmirror sync --relative /etc /home/alice /backup     # /backup/etc, /backup/home/alice
+  fsmirror sync --dry-run /data /mnt/data               # show what would change`,
+		Args: usageArgs(cobra.MinimumNArgs(2)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runSync(cmd.Context(), f, args[:len(args)-1], args[len(args)-1], stdout, stderr)
+		},
+	}
+	f.excludes.register(cmd)
+	fl := cmd.Flags()
+	fl.IntVar(&f.workers, "workers", engine.DefaultWorkers(), "parallel walkers and copiers")
+	fl.BoolVar(&f.noDelete, "no-delete", false, "keep what DEST has and SRC does not")
+	fl.BoolVarP(&f.checksum, "checksum", "c", false, "skip files by content (SHA-256), not by size and mtime")
+	fl.BoolVarP(&f.dryRun, "dry-run", "n", false, "print what would change; change nothing")
+	fl.BoolVarP(&f.verbose, "verbose", "v", false, "list each change")
+	fl.BoolVarP(&f.relative, "relative", "R", false, "put each SRC at DEST/<absolute path of SRC>")
+	fl.BoolVar(&f.noProgress, "no-progress", false, "no progress bar, even on a terminal")
+	return cmd
+}
+
+func runSync(ctx context.Context, f syncFlags, srcs []string, dest string, stdout, stderr io.Writer) error {
+	if f.workers < 1 {
+		return setupErr("--workers must be at least 1")
+	}
+	flt, err := f.excludes.filter()
+	if err != nil {
+		return err
+	}
+	pairs, err := planPairs(srcs, dest, f.relative)
+	if err != nil {
+		return &exitError{code: exitSetup, err: err}
+	}
+	asRoot := unix.Geteuid() == 0
+	rep := &reporter{stdout: stdout, stderr: stderr, verbose: f.verbose || f.dryRun, dryRun: f.dryRun}
+	var total engine.Stats
+	start := time.Now()
+	for _, p := range pairs {
+		rep.prefix = p.prefix
+		opt := engine.Options{
+			Workers:  f.workers,
+			NoDelete: f.noDelete,
+			Checksum: f.checksum,
+			Filter:   flt,
+			AsRoot:   asRoot,
+			Report:   rep.report,
+		}
+		stats := &engine.Stats{}
+		stopBar := startProgress(stderr, stats, !f.noProgress && !rep.verbose)
+		err := syncPair(ctx, p, f.dryRun, opt, stats)
+		stopBar()
+		addStats(&total, stats)
+		if err != nil {
+			if errors.Is(err, context.Canceled) {
+				return err
+			}
+			return &exitError{code: exitSetup, err: err}
+		}
+	}
+	if rep.verbose || isTerminal(stderr) {
+		format := "fsmirror: %d entries, %d files written (%s), %d deleted, %d errors, in %s\n"
+		if f.dryRun { // nothing was written: say what would have been
+			format = "fsmirror: dry run: %d entries, %d files would be written (%s), %d would be deleted, %d errors, in %s\n"
+		}
+		fmt.Fprintf(stderr, format,
+			total.Entries.Load(), total.Written.Load(), humanBytes(total.Bytes.Load()),
+			total.Deleted.Load(), total.Errors.Load(), time.Since(start).Round(time.Millisecond))
+	}
+	if n := total.Errors.Load(); n > 0 {
+		return &exitError{code: exitPartial, err: fmt.Errorf("finished, but %d paths failed (see above)", n)}
+	}
+	return nil
+}
+
+// syncPair mirrors one source directory to its destination directory.
+func syncPair(ctx context.Context, p pair, dryRun bool, opt engine.Options, stats *engine.Stats) error {
+	src, err := fsys.OpenRoot(p.src, false)
+	if err != nil {
+		return fmt.Errorf("open source: %w", err)
+	}
+	defer src.Close()
+	var dst fsmirror.Target
+	if dryRun {
+		var inner fsmirror.Target
+		if t, err := local.New(p.dst); err == nil {
+			inner = t
+		}
+		dst = engine.DryRun(inner)
+	} else {
+		if err := os.MkdirAll(filepath.Dir(p.dst), 0o755); err != nil {
+			return fmt.Errorf("create destination: %w", err)
+		}
+		if err := os.Mkdir(p.dst, 0o700); err != nil && !os.IsExist(err) {
+			return fmt.Errorf("create destination: %w", err)
+		}
+		t, err := local.New(p.dst)
+		if err != nil {
+			return err
+		}
+		dst = t
+	}
+	defer dst.Close()
+	return engine.Sync(ctx, src, dst, opt, stats)
+}
+
+func addStats(total, s *engine.Stats) {
+	total.Entries.Add(s.Entries.Load())
+	total.Written.Add(s.Written.Load())
+	total.Bytes.Add(s.Bytes.Load())
+	total.Changes.Add(s.Changes.Load())
+	total.Deleted.Add(s.Deleted.Load())
+	total.Skipped.Add(s.Skipped.Load())
+	total.Errors.Add(s.Errors.Load())
+}

@@ -1,0 +1,38 @@
+package engine
+
+import (
+	"context"
+	"io/fs"
+
+	"github.com/fsmirror/fsmirror"
+)
+
+// DryRun wraps a target so that it is listed as usual but no op is applied.
+// inner may be nil for a destination that does not exist yet: it then looks
+// empty.
+func DryRun(inner fsmirror.Target) fsmirror.Target { return &dryRun{inner: inner} }
+
+type dryRun struct{ inner fsmirror.Target }
+
+func (d *dryRun) ReadDir(ctx context.Context, dir string) ([]fsmirror.Entry, error) {
+	if d.inner == nil {
+		return nil, &fsmirror.PathError{Op: "read directory", Path: dir, Err: fs.ErrNotExist}
+	}
+	return d.inner.ReadDir(ctx, dir)
+}
+
+func (d *dryRun) Lstat(ctx context.Context, path string) (fsmirror.Entry, error) {
+	if d.inner == nil {
+		return fsmirror.Entry{}, &fsmirror.PathError{Op: "stat", Path: path, Err: fs.ErrNotExist}
+	}
+	return d.inner.Lstat(ctx, path)
+}
+
+func (d *dryRun) Apply(context.Context, *fsmirror.Op) error { return nil }
+
+func (d *dryRun) Close() error {
+	if d.inner == nil {
+		return nil
+	}
+	return d.inner.Close()
+}
