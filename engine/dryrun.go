@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"io/fs"
 
 	"github.com/fsmirror/fsmirror"
@@ -26,6 +27,15 @@ func (d *dryRun) Lstat(ctx context.Context, path string) (fsmirror.Entry, error)
 		return fsmirror.Entry{}, &fsmirror.PathError{Op: "stat", Path: path, Err: fs.ErrNotExist}
 	}
 	return d.inner.Lstat(ctx, path)
+}
+
+// Hash hashes on the inner target, if it can: a dry run with --checksum
+// must decide as the real run would.
+func (d *dryRun) Hash(ctx context.Context, path string) ([]byte, error) {
+	if h, ok := d.inner.(fsmirror.Hasher); ok {
+		return h.Hash(ctx, path)
+	}
+	return nil, errors.ErrUnsupported
 }
 
 func (d *dryRun) Apply(context.Context, *fsmirror.Op) error { return nil }

@@ -467,6 +467,9 @@ func (s *syncer) sameContent(ctx context.Context, path string) (bool, error) {
 		return false, nil
 	}
 	dh, err := h.Hash(ctx, path)
+	if errors.Is(err, errors.ErrUnsupported) {
+		return false, nil
+	}
 	if err != nil {
 		return false, err
 	}

@@ -58,7 +58,14 @@ func (t *Target) Close() error { return t.root.Close() }
 
 // ReadDir lists directory dir of the destination.
 func (t *Target) ReadDir(_ context.Context, dir string) ([]fsmirror.Entry, error) {
-	return t.root.ReadDir(dir)
+	entries, err := t.root.ReadDir(dir)
+	if errors.Is(err, unix.EACCES) && unix.Geteuid() != 0 {
+		// Our own directory, mirrored from an unreadable one.
+		restore := t.makeAccessible(dir, 0o500)
+		entries, err = t.root.ReadDir(dir)
+		restore()
+	}
+	return entries, err
 }
 
 // Lstat describes path without following a final symlink.
@@ -82,6 +89,55 @@ func (t *Target) Apply(ctx context.Context, op *fsmirror.Op) error {
 	if !fsmirror.IsValidPath(op.Path) || !fsmirror.IsValidPath(op.From) {
 		return &fsmirror.PathError{Op: op.Kind.String(), Path: op.Path, Err: errors.New("invalid path")}
 	}
+	err := t.apply(op)
+	if errors.Is(err, unix.EACCES) && unix.Geteuid() != 0 {
+		// A read-only directory of ours (mirrored from a read-only source
+		// directory) must still take changes: open it up for the op and
+		// put its mode back.
+		restore := t.makeAccessible(parentOf(op.Path), 0o300)
+		if op.From != "" {
+			defer t.makeAccessible(parentOf(op.From), 0o300)()
+		}
+		err = t.apply(op)
+		restore()
+	}
+	return fsys.PathErr(op.Kind.String(), op.Path, err)
+}
+
+func parentOf(p string) string {
+	d, _ := fsmirror.Split(p)
+	return d
+}
+
+// makeAccessible gives the owner the permission bits want (0o300 to change
+// entries, 0o500 to list them) on directory dir and returns the function
+// that puts its mode back. It does nothing for a directory that is not ours
+// or already has them.
+func (t *Target) makeAccessible(dir string, want uint32) (restore func()) {
+	d, err := t.root.OpenDir(dir)
+	if err != nil {
+		return func() {}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(d.FD(), &st); err != nil || int(st.Uid) != unix.Geteuid() || st.Mode&want == want {
+		d.Release()
+		return func() {}
+	}
+	// The descriptor may be a path-only one, which fchmod refuses; its
+	// /proc entry names the directory itself.
+	self := "/proc/self/fd/" + strconv.Itoa(d.FD())
+	if err := unix.Fchmodat(unix.AT_FDCWD, self, st.Mode&0o7777|want, 0); err != nil {
+		d.Release()
+		return func() {}
+	}
+	return func() {
+		unix.Fchmodat(unix.AT_FDCWD, self, st.Mode&0o7777, 0)
+		d.Release()
+	}
+}
+
+// apply applies one op without retrying.
+func (t *Target) apply(op *fsmirror.Op) error {
 	var err error
 	switch op.Kind {
 	case fsmirror.OpMkdir:
@@ -106,7 +162,7 @@ func (t *Target) Apply(ctx context.Context, op *fsmirror.Op) error {
 	default:
 		err = fmt.Errorf("unknown op %d", op.Kind)
 	}
-	return fsys.PathErr(op.Kind.String(), op.Path, err)
+	return err
 }
 
 func nodeMode(e fsmirror.Entry) uint32 {
