@@ -35,6 +35,10 @@ type Options struct {
 	Checksum bool           // compare content, not size and mtime, to skip a file
 	Filter   *filter.Filter // excluded paths are neither sent nor deleted
 	AsRoot   bool           // mirror owners, fifos and device nodes
+	// live is set for the syncs of a live mirror, where a path that
+	// vanishes or changes while it is handled is no error: its own event
+	// follows.
+	live bool
 	// Report, if set, is told of every change, skip and error. Calls are
 	// serialised.
 	Report func(Event)
@@ -52,6 +56,7 @@ const (
 	EventChange EventKind = iota + 1 // Op was applied
 	EventSkip                        // Path was left out on purpose; Err says why
 	EventError                       // Path failed; Err says how
+	EventNotice                      // something worth a log line happened; Err says what
 )
 
 // Event is a report of one change, skip or failure.
@@ -162,6 +167,9 @@ type syncer struct {
 	deferred []*pendingLink
 }
 
+// errChanging says a file changed during each of its copies.
+var errChanging = errors.New("file keeps changing while it is copied; the copy may be inconsistent")
+
 // errNotDir says a subtree to sync is not a directory (any more).
 var errNotDir = errors.New("not a directory")
 
@@ -195,6 +203,7 @@ type dirState struct {
 // linkGroup is a set of source paths that share one inode.
 type linkGroup struct {
 	paths   []string // every source path seen with this inode
+	nlink   uint32
 	first   string
 	done    bool   // first was handled without error
 	written bool   // first got a new inode on the target
@@ -228,6 +237,9 @@ func (s *syncer) report(ev Event) {
 
 func (s *syncer) fail(path string, err error) {
 	if errors.Is(err, context.Canceled) {
+		return
+	}
+	if s.opt.live && (isGone(err) || errors.Is(err, errChanging)) {
 		return
 	}
 	s.report(Event{Kind: EventError, Path: path, Err: err})
@@ -452,7 +464,7 @@ func (s *syncer) syncFile(ctx context.Context, d *dirState, f fileWork) (ok, wri
 			return true, true
 		}
 		if try == maxCopyTries {
-			s.fail(f.path, errors.New("file keeps changing while it is copied; the copy may be inconsistent"))
+			s.fail(f.path, errChanging)
 			return false, true
 		}
 		after.Name = want.Name
@@ -510,7 +522,7 @@ func (s *syncer) deferLink(path string, se, de *fsmirror.Entry, d *dirState) boo
 	defer s.mu.Unlock()
 	g, ok := s.links[key]
 	if !ok {
-		s.links[key] = &linkGroup{first: path, paths: []string{path}}
+		s.links[key] = &linkGroup{first: path, paths: []string{path}, nlink: se.Nlink}
 		return false
 	}
 	g.paths = append(g.paths, path)

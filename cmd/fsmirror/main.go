@@ -108,6 +108,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		Long: `fsmirror keeps one or more destination trees equal to a source tree.
 
   fsmirror sync   SRC... DEST   make DEST a mirror of SRC, then exit
+  fsmirror watch  SRC... DEST   mirror, then keep mirroring every change until stopped
   fsmirror verify SRC DEST      compare two trees; exit 0 equal, 1 different, 2 error
 
 Exit codes: 0 done, 1 finished but some paths failed (each is reported),
@@ -121,6 +122,6 @@ Exit codes: 0 done, 1 finished but some paths failed (each is reported),
 		return setupErr("%v (see 'fsmirror %s --help')", err, c.Name())
 	})
 	root.CompletionOptions.HiddenDefaultCmd = true
-	root.AddCommand(newSyncCmd(stdout, stderr), newVerifyCmd(stdout, stderr))
+	root.AddCommand(newSyncCmd(stdout, stderr), newWatchCmd(stdout, stderr), newVerifyCmd(stdout, stderr))
 	return root
 }

@@ -20,6 +20,7 @@ type reporter struct {
 	verbose        bool
 	dryRun         bool
 	prefix         string // of the current source's paths under DEST
+	source         string // the current source, for notices
 }
 
 func (r *reporter) report(ev engine.Event) {
@@ -29,6 +30,8 @@ func (r *reporter) report(ev engine.Event) {
 		if r.verbose {
 			fmt.Fprintln(r.stdout, r.describe(&ev.Op, path))
 		}
+	case engine.EventNotice:
+		fmt.Fprintf(r.stderr, "fsmirror: %s: %v\n", r.source, ev.Err)
 	case engine.EventSkip:
 		fmt.Fprintf(r.stderr, "fsmirror: skipped %s: %v\n", fsmirror.QuotePath(path), ev.Err)
 	case engine.EventError:
