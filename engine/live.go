@@ -53,6 +53,13 @@ type Live struct {
 	busy     []*item
 	dirMeta  map[string]struct{} // directories whose metadata to refresh when quiet
 	linkScan bool                // rescan the whole tree when quiet, to find hard links
+
+	requests chan rescanRequest // from Rescan, to the dispatcher
+}
+
+type rescanRequest struct {
+	path string
+	done func()
 }
 
 type itemKind uint8
@@ -71,6 +78,7 @@ type item struct {
 	isDir   bool   // itemRename
 	last    time.Time
 	writing time.Time // when a write without close was first seen; zero if none
+	onDone  []func()  // called when the item is finished
 }
 
 // result is what a worker reports back to the dispatcher.
@@ -96,7 +104,7 @@ func NewLive(src *fsys.Root, dst fsmirror.Target, opt LiveOptions, stats *Stats)
 		opt.WriteQuiet = 250 * time.Millisecond
 	}
 	l := &Live{src: src, dst: dst, opt: opt, stats: stats, links: newLinkIndex(),
-		pending: map[string]*item{}, dirMeta: map[string]struct{}{}}
+		pending: map[string]*item{}, dirMeta: map[string]struct{}{}, requests: make(chan rescanRequest)}
 	l.syncer = &syncer{src: src, dst: dst, opt: opt.Options, stats: stats, links: map[[2]uint64]*linkGroup{}}
 	return l
 }
@@ -116,6 +124,19 @@ func (l *Live) syncSubtree(ctx context.Context, rel string) error {
 	s, err := syncTree(ctx, src, l.dst, rel, l.opt.Options, l.stats)
 	l.links.merge(s, rel == "")
 	return err
+}
+
+// Rescan asks a running Run to compare the subtree path with the target
+// (a periodic check for changes made to the target behind fsmirror's back)
+// and to call done, if not nil, when it has. It returns false if ctx ends
+// first.
+func (l *Live) Rescan(ctx context.Context, path string, done func()) bool {
+	select {
+	case l.requests <- rescanRequest{path: path, done: done}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // Run mirrors the changes that events announce until ctx is done or the
@@ -170,6 +191,11 @@ func (l *Live) Run(ctx context.Context, events <-chan []watch.Event) error {
 			if events == nil && len(l.busy) == 0 && len(l.queue) == 0 {
 				return nil
 			}
+		case req := <-l.requests:
+			it := l.enqueueTree(req.path, time.Now())
+			if req.done != nil {
+				it.onDone = append(it.onDone, req.done)
+			}
 		case <-timerC:
 		case <-ctx.Done():
 			for len(l.busy) > 0 {
@@ -218,25 +244,28 @@ func (l *Live) enqueue(path string, now time.Time) *item {
 }
 
 // enqueueTree queues a sync of the subtree at path, which covers every
-// queued path item below it.
-func (l *Live) enqueueTree(path string, now time.Time) {
+// queued path item below it, and returns its item.
+func (l *Live) enqueueTree(path string, now time.Time) *item {
 	if it, ok := l.pending[path]; ok {
 		it.kind = itemTree
 		it.last = now
-		return
+		return it
 	}
+	var onDone []func()
 	kept := l.queue[:0]
 	for _, it := range l.queue {
 		if it.kind != itemRename && under(it.path, path) {
 			delete(l.pending, it.path)
+			onDone = append(onDone, it.onDone...)
 			continue
 		}
 		kept = append(kept, it)
 	}
 	l.queue = kept
-	it := &item{kind: itemTree, path: path, last: now}
+	it := &item{kind: itemTree, path: path, last: now, onDone: onDone}
 	l.pending[path] = it
 	l.queue = append(l.queue, it)
+	return it
 }
 
 // remap queues the rename r and moves queued work below its old path to the
@@ -376,6 +405,9 @@ func (l *Live) finish(r result) {
 		l.enqueueTree(p, time.Time{})
 	}
 	l.linkScan = l.linkScan || r.linkScan
+	for _, f := range r.it.onDone {
+		f()
+	}
 }
 
 // fixDirMeta puts back the metadata of directories whose entries changed:

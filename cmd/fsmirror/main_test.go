@@ -38,6 +38,15 @@ func TestMain(m *testing.M) {
 type cleanupM struct{ m *testing.M }
 
 func (c cleanupM) Run() int {
+	// Indexes of the watch tests go to a directory of their own, not to
+	// /var/lib/fsmirror; subprocesses inherit it.
+	state, err := os.MkdirTemp("", "fsmirror-state-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(state)
+	os.Setenv("FSMIRROR_STATE_DIR", state)
 	code := c.m.Run()
 	if nobodyBin.dir != "" {
 		os.RemoveAll(nobodyBin.dir)

@@ -55,6 +55,18 @@ type syncFlags struct {
 	verbose    bool
 	relative   bool
 	noProgress bool
+	stateDir   string
+}
+
+// register adds the flags that sync and watch share.
+func (f *syncFlags) register(cmd *cobra.Command, checksumUsage string) {
+	f.excludes.register(cmd)
+	fl := cmd.Flags()
+	fl.IntVar(&f.workers, "workers", engine.DefaultWorkers(), "parallel walkers and copiers")
+	fl.BoolVar(&f.noDelete, "no-delete", false, "keep what DEST has and SRC does not")
+	fl.BoolVarP(&f.checksum, "checksum", "c", false, checksumUsage)
+	fl.BoolVarP(&f.verbose, "verbose", "v", false, "list each change")
+	fl.BoolVarP(&f.relative, "relative", "R", false, "put each SRC at DEST/<absolute path of SRC>")
 }
 
 func newSyncCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -88,15 +100,11 @@ an excluded directory is not descended.`,
 			return runSync(cmd.Context(), f, args[:len(args)-1], args[len(args)-1], stdout, stderr)
 		},
 	}
-	f.excludes.register(cmd)
+	f.register(cmd, "skip files by content (SHA-256), not by size and mtime")
 	fl := cmd.Flags()
-	fl.IntVar(&f.workers, "workers", engine.DefaultWorkers(), "parallel walkers and copiers")
-	fl.BoolVar(&f.noDelete, "no-delete", false, "keep what DEST has and SRC does not")
-	fl.BoolVarP(&f.checksum, "checksum", "c", false, "skip files by content (SHA-256), not by size and mtime")
 	fl.BoolVarP(&f.dryRun, "dry-run", "n", false, "print what would change; change nothing")
-	fl.BoolVarP(&f.verbose, "verbose", "v", false, "list each change")
-	fl.BoolVarP(&f.relative, "relative", "R", false, "put each SRC at DEST/<absolute path of SRC>")
 	fl.BoolVar(&f.noProgress, "no-progress", false, "no progress bar, even on a terminal")
+	fl.StringVar(&f.stateDir, "state-dir", "", "keep an index of what DEST holds in `DIR` and trust it on the next run instead of listing DEST (as watch does)")
 	return cmd
 }
 
@@ -128,7 +136,7 @@ func runSync(ctx context.Context, f syncFlags, srcs []string, dest string, stdou
 		}
 		stats := &engine.Stats{}
 		stopBar := startProgress(stderr, stats, !f.noProgress && !rep.verbose)
-		err := syncPair(ctx, p, f.dryRun, opt, stats)
+		err := syncPair(ctx, p, f, opt, stats, stderr)
 		stopBar()
 		addStats(&total, stats)
 		if err != nil {
@@ -154,7 +162,8 @@ func runSync(ctx context.Context, f syncFlags, srcs []string, dest string, stdou
 }
 
 // syncPair mirrors one source directory to its destination directory.
-func syncPair(ctx context.Context, p pair, dryRun bool, opt engine.Options, stats *engine.Stats) error {
+func syncPair(ctx context.Context, p pair, f syncFlags, opt engine.Options, stats *engine.Stats, stderr io.Writer) error {
+	dryRun := f.dryRun
 	src, err := fsys.OpenRoot(p.src, false)
 	if err != nil {
 		return fmt.Errorf("open source: %w", err)
@@ -179,6 +188,19 @@ func syncPair(ctx context.Context, p pair, dryRun bool, opt engine.Options, stat
 			return err
 		}
 		dst = t
+		if f.stateDir != "" {
+			idx, trusted, err := openIndex(f.stateDir, p, false, stderr)
+			if err != nil {
+				t.Close()
+				return fmt.Errorf("index of %s: %w", p.dst, err)
+			}
+			defer func() {
+				if err := idx.Close(); err != nil {
+					fmt.Fprintf(stderr, "fsmirror: close index of %s: %v\n", p.dst, err)
+				}
+			}()
+			dst = idx.Wrap(t, trusted)
+		}
 	}
 	defer dst.Close()
 	return engine.Sync(ctx, src, dst, opt, stats)

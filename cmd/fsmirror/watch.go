@@ -15,6 +15,7 @@ import (
 
 	"github.com/fsmirror/fsmirror/engine"
 	"github.com/fsmirror/fsmirror/filter"
+	"github.com/fsmirror/fsmirror/index"
 	"github.com/fsmirror/fsmirror/internal/fsys"
 	"github.com/fsmirror/fsmirror/target/local"
 	"github.com/fsmirror/fsmirror/watch"
@@ -22,8 +23,11 @@ import (
 
 type watchFlags struct {
 	syncFlags
-	delay    time.Duration
-	maxDelay time.Duration
+	delay          time.Duration
+	maxDelay       time.Duration
+	stateDir       string
+	verifyOnStart  bool
+	rescanInterval time.Duration
 }
 
 func newWatchCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -44,23 +48,31 @@ and converges. Excluded directories are not watched.
 Events only mark paths dirty: a path that changes a thousand times while a copy
 is under way is copied again once, not a thousand times. A file being written
 is copied when it is closed, or after --max-delay if it stays open (a log).
---delay waits for a path to be quiet that long first; the default copies at once.`,
+--delay waits for a path to be quiet that long first; the default copies at once.
+
+What each destination holds is recorded in an index in --state-dir (default
+$FSMIRROR_STATE_DIR, /var/lib/fsmirror for root, else ~/.local/state/fsmirror).
+After a clean stop, a restart stat-walks only the source and sends what changed
+while fsmirror was down, without listing the destination. After a crash (or with
+--verify-on-start, or a missing or damaged index) the whole destination is
+compared instead, which also removes the temporaries of interrupted writes.
+A destination changed behind fsmirror's back is only caught by such a compare:
+use --verify-on-start, or --rescan-interval for a periodic one (off by
+default: for a local destination it costs a full listing of both trees).`,
 		Example: `  fsmirror watch /srv/www /mnt/mirror/www
   fsmirror watch -v --exclude '*.swp' --delay 200ms ~/src /backup/src`,
-		Args: cobra.MinimumNArgs(2),
+		Args: usageArgs(cobra.MinimumNArgs(2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runWatch(cmd.Context(), f, args[:len(args)-1], args[len(args)-1], stdout, stderr)
 		},
 	}
-	f.excludes.register(cmd)
+	f.register(cmd, "initial sync: skip files by content, not by size and mtime")
 	fl := cmd.Flags()
-	fl.IntVar(&f.workers, "workers", engine.DefaultWorkers(), "parallel walkers and copiers")
-	fl.BoolVar(&f.noDelete, "no-delete", false, "keep what DEST has and SRC does not")
-	fl.BoolVarP(&f.checksum, "checksum", "c", false, "initial sync: skip files by content, not by size and mtime")
-	fl.BoolVarP(&f.verbose, "verbose", "v", false, "list each change")
-	fl.BoolVarP(&f.relative, "relative", "R", false, "put each SRC at DEST/<absolute path of SRC>")
 	fl.DurationVar(&f.delay, "delay", 0, "wait until a path is quiet this long before mirroring it")
 	fl.DurationVar(&f.maxDelay, "max-delay", 5*time.Second, "copy a file still open for writing after this long anyway")
+	fl.StringVar(&f.stateDir, "state-dir", defaultStateDir(), "keep the index of what each destination holds in `DIR`")
+	fl.BoolVar(&f.verifyOnStart, "verify-on-start", false, "compare the whole destination at start instead of trusting the index")
+	fl.DurationVar(&f.rescanInterval, "rescan-interval", 0, "compare the whole destination this often, to catch changes made to it behind fsmirror's back (0: never)")
 	return cmd
 }
 
@@ -68,8 +80,8 @@ func runWatch(ctx context.Context, f watchFlags, srcs []string, dest string, std
 	if f.workers < 1 {
 		return setupErr("--workers must be at least 1")
 	}
-	if f.delay < 0 || f.maxDelay <= 0 {
-		return setupErr("--delay must not be negative and --max-delay must be positive")
+	if f.delay < 0 || f.maxDelay <= 0 || f.rescanInterval < 0 {
+		return setupErr("--delay and --rescan-interval must not be negative and --max-delay must be positive")
 	}
 	flt, err := f.excludes.filter()
 	if err != nil {
@@ -82,18 +94,23 @@ func runWatch(ctx context.Context, f watchFlags, srcs []string, dest string, std
 	// All watches first, then the syncs: a setup error (no watches left)
 	// is found before anything is written.
 	type mirror struct {
-		p      pair
-		w      *watch.Watcher
-		src    *fsys.Root
-		rep    *reporter
-		stats  engine.Stats
-		result error
+		p       pair
+		w       *watch.Watcher
+		src     *fsys.Root
+		rep     *reporter
+		idx     *index.Index
+		trusted bool
+		stats   engine.Stats
+		result  error
 	}
 	var mirrors []*mirror
 	defer func() {
 		for _, m := range mirrors {
 			m.w.Close()
 			m.src.Close()
+			if err := m.idx.Close(); err != nil {
+				fmt.Fprintf(stderr, "fsmirror: close index of %s: %v\n", m.p.dst, err)
+			}
 		}
 	}()
 	for _, p := range pairs {
@@ -106,15 +123,21 @@ func runWatch(ctx context.Context, f watchFlags, srcs []string, dest string, std
 			w.Close()
 			return &exitError{code: exitSetup, err: err}
 		}
+		idx, trusted, err := openIndex(f.stateDir, p, f.verifyOnStart, stderr)
+		if err != nil {
+			w.Close()
+			src.Close()
+			return &exitError{code: exitSetup, err: fmt.Errorf("index of %s: %w", p.dst, err)}
+		}
 		rep := &reporter{stdout: stdout, stderr: stderr, verbose: f.verbose, prefix: p.prefix, source: p.src}
-		mirrors = append(mirrors, &mirror{p: p, w: w, src: src, rep: rep})
+		mirrors = append(mirrors, &mirror{p: p, w: w, src: src, rep: rep, idx: idx, trusted: trusted})
 	}
 	var wg sync.WaitGroup
 	for _, m := range mirrors {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			m.result = watchPair(ctx, m.p, m.w, m.src, f, flt, m.rep, &m.stats, stderr)
+			m.result = watchPair(ctx, m.p, m.w, m.src, m.idx, m.trusted, f, flt, m.rep, &m.stats, stderr)
 		}()
 	}
 	wg.Wait()
@@ -132,17 +155,18 @@ func runWatch(ctx context.Context, f watchFlags, srcs []string, dest string, std
 
 // watchPair runs the initial sync of one source and then mirrors its
 // changes until ctx ends.
-func watchPair(ctx context.Context, p pair, w *watch.Watcher, src *fsys.Root, f watchFlags, flt *filter.Filter, rep *reporter, stats *engine.Stats, stderr io.Writer) error {
+func watchPair(ctx context.Context, p pair, w *watch.Watcher, src *fsys.Root, idx *index.Index, trusted bool, f watchFlags, flt *filter.Filter, rep *reporter, stats *engine.Stats, stderr io.Writer) error {
 	if err := os.MkdirAll(filepath.Dir(p.dst), 0o755); err != nil {
 		return fmt.Errorf("create destination: %w", err)
 	}
 	if err := os.Mkdir(p.dst, 0o700); err != nil && !os.IsExist(err) {
 		return fmt.Errorf("create destination: %w", err)
 	}
-	dst, err := local.New(p.dst)
+	inner, err := local.New(p.dst)
 	if err != nil {
 		return err
 	}
+	dst := idx.Wrap(inner, trusted)
 	defer dst.Close()
 	opt := engine.LiveOptions{
 		Options: engine.Options{
@@ -161,8 +185,16 @@ func watchPair(ctx context.Context, p pair, w *watch.Watcher, src *fsys.Root, f 
 	if err := live.InitialSync(ctx); err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "fsmirror: watching %s (%d directories), mirroring to %s; initial sync took %s, %d files written, %d errors\n",
-		p.src, w.Watches(), p.dst, time.Since(start).Round(time.Millisecond), stats.Written.Load(), stats.Errors.Load())
+	dst.SetTrusted(true) // the compare has rebuilt the index
+	how := "from the index"
+	if !trusted {
+		how = "by comparing the destination"
+	}
+	fmt.Fprintf(stderr, "fsmirror: watching %s (%d directories), mirroring to %s; initial sync %s took %s, %d files written, %d errors\n",
+		p.src, w.Watches(), p.dst, how, time.Since(start).Round(time.Millisecond), stats.Written.Load(), stats.Errors.Load())
+	if f.rescanInterval > 0 {
+		go periodicRescan(ctx, live, dst, f.rescanInterval)
+	}
 	err = live.Run(ctx, w.Events())
 	if errors.Is(err, context.Canceled) {
 		err = nil
@@ -171,4 +203,29 @@ func watchPair(ctx context.Context, p pair, w *watch.Watcher, src *fsys.Root, f 
 		err = w.Err()
 	}
 	return err
+}
+
+// periodicRescan compares the whole destination every interval, listing it
+// instead of trusting the index, to catch changes made behind our back.
+func periodicRescan(ctx context.Context, live *engine.Live, dst *index.Target, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		done := make(chan struct{})
+		dst.SetTrusted(false)
+		if !live.Rescan(ctx, "", func() { close(done) }) {
+			return
+		}
+		select {
+		case <-done:
+			dst.SetTrusted(true)
+		case <-ctx.Done():
+			return
+		}
+	}
 }
