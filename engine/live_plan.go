@@ -21,6 +21,8 @@ func (l *Live) planPath(ctx context.Context, p string, r *result) {
 		return
 	}
 	if p != "" && l.opt.Filter.Excluded(p, se.Type == fsmirror.TypeDir) {
+		// Not mirrored, but its creation moved its parent's mtime.
+		r.dirs = append(r.dirs, parentOf(p))
 		return
 	}
 	if !fsmirror.Mirrorable(se.Type, l.opt.AsRoot) {
@@ -43,12 +45,13 @@ func (l *Live) planPath(ctx context.Context, p string, r *result) {
 			return
 		}
 	}
+	// Whatever happened to p moved its parent's mtime in the source, even
+	// when the target already holds p as it is now (copied by a sync that
+	// ran meanwhile): the parent's metadata is checked when quiet.
 	dir := &dirState{path: parent}
-	defer func() {
-		if dir.changed.Load() {
-			r.dirs = append(r.dirs, parent)
-		}
-	}()
+	if p != "" {
+		r.dirs = append(r.dirs, parent)
+	}
 	if dp != nil && dp.Type != se.Type && (se.Type == fsmirror.TypeDir || dp.Type == fsmirror.TypeDir) {
 		if !s.apply(ctx, &fsmirror.Op{Kind: fsmirror.OpDelete, Path: p, Entry: *dp}, dir) {
 			return
@@ -90,9 +93,11 @@ func (l *Live) gone(ctx context.Context, p string, r *result) {
 	}
 	de, err := l.dst.Lstat(ctx, p)
 	if err != nil {
-		return // not there either
+		r.dirs = append(r.dirs, parentOf(p)) // an excluded or never mirrored name went
+		return
 	}
 	if l.opt.Filter.Excluded(p, de.Type == fsmirror.TypeDir) {
+		r.dirs = append(r.dirs, parentOf(p))
 		return
 	}
 	if l.syncer.apply(ctx, &fsmirror.Op{Kind: fsmirror.OpDelete, Path: p, Entry: de}, nil) {
@@ -169,14 +174,20 @@ func (l *Live) rename(ctx context.Context, it *item, r *result) {
 		isDir = se.Type == fsmirror.TypeDir
 	}
 	applied := false
+	fromStat, ferr := l.src.Lstat(from)
+	fromExists := ferr == nil
 	if (err == nil || toGone) && !l.opt.Filter.Excluded(to, isDir) {
 		de, derr := l.dst.Lstat(ctx, from)
-		if derr == nil && (de.Type == fsmirror.TypeDir) == isDir && (err != nil || de.Type == se.Type) {
+		_, terr := l.dst.Lstat(ctx, to)
+		// While the source's old name is in use again (an exchange of two
+		// names, or a new file there), the target's "to" may still be
+		// needed: it is not replaced, both are compared below instead.
+		replaceNeeded := terr == nil && fromExists
+		if derr == nil && !replaceNeeded && (de.Type == fsmirror.TypeDir) == isDir && (err != nil || de.Type == se.Type) {
 			entry := de
 			if err == nil {
 				entry = se
 			}
-			_, terr := l.dst.Lstat(ctx, to)
 			op := &fsmirror.Op{Kind: fsmirror.OpRename, Path: to, From: from, Entry: entry, Replace: terr == nil}
 			if l.syncer.apply(ctx, op, nil) {
 				applied = true
@@ -198,6 +209,13 @@ func (l *Live) rename(ctx context.Context, it *item, r *result) {
 	}
 	if !applied {
 		// The target's "from" was not moved: it may be stale.
-		l.planPath(ctx, from, r)
+		if fromExists && fromStat.Type == fsmirror.TypeDir {
+			if serr := l.syncSubtree(ctx, from); serr != nil && !isGone(serr) && !isNotDir(serr) && !errors.Is(serr, context.Canceled) {
+				l.syncer.fail(from, serr)
+			}
+			r.dirs = append(r.dirs, parentOf(from))
+		} else {
+			l.planPath(ctx, from, r)
+		}
 	}
 }

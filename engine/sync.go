@@ -76,6 +76,10 @@ type Stats struct {
 	Deleted atomic.Int64 // paths deleted from the target
 	Skipped atomic.Int64 // source entries not mirrored by policy
 	Errors  atomic.Int64 // paths that failed
+	// Unlisted counts directories whose source or target listing failed
+	// (unreadable, or gone while the sync ran): what the target holds
+	// below them was not compared.
+	Unlisted atomic.Int64
 }
 
 // maxCopyTries bounds how often a file that changes while it is copied is
@@ -239,8 +243,14 @@ func (s *syncer) fail(path string, err error) {
 	if errors.Is(err, context.Canceled) {
 		return
 	}
-	if s.opt.live && (isGone(err) || errors.Is(err, errChanging)) {
+	if s.opt.live && (isGone(err) || errors.Is(err, errChanging) || errors.Is(err, fsys.ErrNotRegular)) {
+		// Vanished, replaced or still changing while it was handled: the
+		// event of that change follows and plans the path again.
 		return
+	}
+	var pe *fsmirror.PathError
+	if !errors.As(err, &pe) {
+		err = &fsmirror.PathError{Op: "sync", Path: path, Err: err}
 	}
 	s.report(Event{Kind: EventError, Path: path, Err: err})
 }
@@ -266,6 +276,7 @@ func (s *syncer) apply(ctx context.Context, op *fsmirror.Op, dir *dirState) bool
 func (s *syncer) syncDir(ctx context.Context, d *dirState, dstEmpty bool) {
 	srcEntries, err := s.src.ReadDir(d.path)
 	if err != nil {
+		s.stats.Unlisted.Add(1)
 		// What the target holds below d stays as it is: without the source
 		// listing nothing can be known to be gone.
 		s.fail(d.path, err)
@@ -275,6 +286,7 @@ func (s *syncer) syncDir(ctx context.Context, d *dirState, dstEmpty bool) {
 	if !dstEmpty {
 		dstEntries, err = s.dst.ReadDir(ctx, d.path)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			s.stats.Unlisted.Add(1)
 			s.fail(d.path, err)
 			return
 		}

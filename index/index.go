@@ -88,6 +88,9 @@ type Index struct {
 	links  map[uint64]map[string]struct{}
 	closed bool
 	broken error // why the record may be wrong; Close then leaves it unclean
+	// incomplete is why the record may lag the destination until a full
+	// compare succeeds (MarkIncomplete, ClearIncomplete).
+	incomplete error
 
 	kick chan struct{} // something is pending
 	full chan struct{} // flushSize changes are pending
@@ -113,8 +116,18 @@ func Open(path, src, dst string) (*Index, error) {
 }
 
 func open(path, src, dst string, cfg config) (*Index, error) {
-	db, st, err := load(path, src, dst, cfg)
 	recovered := ""
+	if fi, err := os.Stat(path); err == nil && fi.Size() == 0 {
+		// bbolt would quietly start a new database in an empty file; say
+		// what happened instead of "did not stop cleanly".
+		recovered = "empty (truncated or lost): a new one was started"
+	}
+	err := checkSize(path)
+	var db *bolt.DB
+	var st state
+	if err == nil {
+		db, st, err = load(path, src, dst, cfg)
+	}
 	var ce *corruptError
 	if errors.As(err, &ce) {
 		action, merr := moveAside(path)
@@ -162,6 +175,43 @@ type state struct {
 type corruptError struct{ reason string }
 
 func (e *corruptError) Error() string { return e.reason }
+
+// checkSize refuses a file shorter than its own meta pages say it is. bbolt
+// maps the file and would read past its end: a SIGBUS, not an error.
+func checkSize(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil // missing: a new one; unreadable: bolt.Open says so
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || fi.Size() == 0 {
+		return nil
+	}
+	const magic = 0xED0CDAED
+	var hdr [64]byte
+	if _, err := f.ReadAt(hdr[:], 0); err != nil {
+		return &corruptError{reason: "too short for a database"}
+	}
+	pageSize := int64(binary.LittleEndian.Uint32(hdr[24:]))
+	if binary.LittleEndian.Uint32(hdr[16:]) != magic || pageSize < 512 || pageSize > 1<<20 {
+		return nil // not a bbolt file at all: bolt.Open says so
+	}
+	for _, off := range []int64{0, pageSize} {
+		var m [64]byte
+		if _, err := f.ReadAt(m[:], off); err != nil {
+			return &corruptError{reason: "truncated: its second meta page is missing"}
+		}
+		if binary.LittleEndian.Uint32(m[16:]) != magic {
+			continue
+		}
+		// The meta's high-water mark: every page below it is in the file.
+		if pgid := int64(binary.LittleEndian.Uint64(m[56:])); pgid > 0 && pgid*pageSize > fi.Size() {
+			return &corruptError{reason: fmt.Sprintf("truncated: %d bytes, but its pages reach %d", fi.Size(), pgid*pageSize)}
+		}
+	}
+	return nil
+}
 
 // load opens the database, checks it, and marks it in use.
 func load(path, src, dst string, cfg config) (_ *bolt.DB, st state, err error) {
@@ -340,6 +390,11 @@ func (x *Index) Close() error {
 			err = x.broken
 		}
 		if err == nil {
+			x.mu.Lock()
+			err = x.incomplete
+			x.mu.Unlock()
+		}
+		if err == nil {
 			err = x.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(metaBucket).Put(metaClean, []byte{1}) })
 		}
 		if cerr := x.db.Close(); err == nil {
@@ -351,6 +406,22 @@ func (x *Index) Close() error {
 		x.closeErr = err
 	})
 	return x.closeErr
+}
+
+// MarkIncomplete says the record may be wrong in a way a restart must not
+// trust (a full compare that could not list every directory): Close will
+// leave the file unclean, so the next start compares again.
+func (x *Index) MarkIncomplete(why error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.incomplete = why
+}
+
+// ClearIncomplete says a full compare has since listed every directory.
+func (x *Index) ClearIncomplete() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.incomplete = nil
 }
 
 // Len returns the number of recorded paths, the root included when it is

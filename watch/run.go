@@ -229,6 +229,11 @@ func (w *Watcher) handle(wd int32, mask, cookie uint32, name string, emit func(E
 				w.movedOut(m, emit)
 			}
 		}
+		// Its parent's mtime moved when it was created, renamed or
+		// removed, and the parent is mirrored.
+		if mask&(unix.IN_CREATE|unix.IN_DELETE|unix.IN_MOVED_FROM|unix.IN_MOVED_TO) != 0 {
+			emit(Event{Kind: Changed, Path: dir, IsDir: true})
+		}
 		return nil
 	}
 	if isDir && len(w.lost) > 0 && mask&(unix.IN_DELETE|unix.IN_MOVED_FROM) != 0 {

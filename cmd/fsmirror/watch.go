@@ -185,7 +185,17 @@ func watchPair(ctx context.Context, p pair, w *watch.Watcher, src *fsys.Root, id
 	if err := live.InitialSync(ctx); err != nil {
 		return err
 	}
-	dst.SetTrusted(true) // the compare has rebuilt the index
+	if !trusted {
+		if n := stats.Unlisted.Load(); n > 0 {
+			// What the index holds below those directories may be left
+			// from a crashed run: keep listing the destination, and
+			// compare again until one compare lists everything.
+			idx.MarkIncomplete(fmt.Errorf("no full compare of the destination succeeded yet (%d directories could not be listed); the next start compares again", n))
+			go completeIndex(ctx, live, dst, idx, stats)
+		} else {
+			dst.SetTrusted(true) // the compare has rebuilt the index
+		}
+	}
 	how := "from the index"
 	if !trusted {
 		how = "by comparing the destination"
@@ -193,7 +203,7 @@ func watchPair(ctx context.Context, p pair, w *watch.Watcher, src *fsys.Root, id
 	fmt.Fprintf(stderr, "fsmirror: watching %s (%d directories), mirroring to %s; initial sync %s took %s, %d files written, %d errors\n",
 		p.src, w.Watches(), p.dst, how, time.Since(start).Round(time.Millisecond), stats.Written.Load(), stats.Errors.Load())
 	if f.rescanInterval > 0 {
-		go periodicRescan(ctx, live, dst, f.rescanInterval)
+		go periodicRescan(ctx, live, dst, f.rescanInterval, stats)
 	}
 	err = live.Run(ctx, w.Events())
 	if errors.Is(err, context.Canceled) {
@@ -207,7 +217,7 @@ func watchPair(ctx context.Context, p pair, w *watch.Watcher, src *fsys.Root, id
 
 // periodicRescan compares the whole destination every interval, listing it
 // instead of trusting the index, to catch changes made behind our back.
-func periodicRescan(ctx context.Context, live *engine.Live, dst *index.Target, interval time.Duration) {
+func periodicRescan(ctx context.Context, live *engine.Live, dst *index.Target, interval time.Duration, stats *engine.Stats) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -217,15 +227,48 @@ func periodicRescan(ctx context.Context, live *engine.Live, dst *index.Target, i
 		case <-t.C:
 		}
 		done := make(chan struct{})
+		unlisted := stats.Unlisted.Load()
 		dst.SetTrusted(false)
 		if !live.Rescan(ctx, "", func() { close(done) }) {
 			return
 		}
 		select {
 		case <-done:
-			dst.SetTrusted(true)
+			if stats.Unlisted.Load() == unlisted {
+				dst.SetTrusted(true)
+			}
 		case <-ctx.Done():
 			return
 		}
+	}
+}
+
+// completeIndex repeats the full compare of the destination, backing off,
+// until one lists every directory (a first one found some gone mid-way
+// under churn); then the index is trusted again.
+func completeIndex(ctx context.Context, live *engine.Live, dst *index.Target, idx *index.Index, stats *engine.Stats) {
+	wait := 200 * time.Millisecond
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		before := stats.Unlisted.Load()
+		done := make(chan struct{})
+		if !live.Rescan(ctx, "", func() { close(done) }) {
+			return
+		}
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return
+		}
+		if stats.Unlisted.Load() == before {
+			dst.SetTrusted(true)
+			idx.ClearIncomplete()
+			return
+		}
+		wait = min(2*wait, time.Minute)
 	}
 }
