@@ -1,0 +1,834 @@
+// Command restartbench measures how long `fsmirror watch` takes to be ready
+// again after a restart, on a tree of many small files, against an rsync
+// no-change run over the same tree in the same run.
+//
+// fsmirror keeps an index of what its destination holds (--state-dir).
+// After a clean stop (SIGTERM) a restart trusts it and only stat-walks the
+// source; after a crash it compares the whole destination. For every run
+// restartbench times, from the exec of `fsmirror watch` until its
+// "fsmirror: watching" line:
+//
+//	(i)   a restart after a clean stop, nothing changed while it was down
+//	(ii)  a restart after a clean stop, -changes files rewritten while it was down
+//	(iii) a restart after kill -9 (a compare of the whole destination), for reference
+//
+// and `rsync -a SRC/ DST/` over an up-to-date copy (a no-change run). Every
+// fsmirror step is checked with testutil.Diff: a fast wrong mirror is not a
+// result, and the program fails (WRONG RESULT, exit 1) instead of printing
+// it. A restart that does not do its initial sync the way the step needs
+// (from the index, or by comparing the destination) fails it too: the number
+// would not measure what it claims.
+//
+// Usage:
+//
+//	go run ./bench/restartbench [-fsmirror PATH] [-dir /dev/shm] [-files 50000] [-dirs 2500] [-runs 3] [-changes 100]
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fsmirror/fsmirror/internal/testutil"
+)
+
+// The target of the restart issue: a restart with nothing to do, from the
+// index, costs at most this fraction of an rsync no-change run.
+const targetRatio = 0.3
+
+func main() {
+	var (
+		fsmirrorBin = flag.String("fsmirror", "", "fsmirror binary to measure `PATH` (default: go build ./cmd/fsmirror)")
+		dir         = flag.String("dir", "/dev/shm", "directory to hold the source and destination trees")
+		files       = flag.Int("files", 50_000, "number of files in the source tree")
+		dirs        = flag.Int("dirs", 2_500, "number of directories in the source tree")
+		runs        = flag.Int("runs", 3, "runs; the median is reported")
+		changes     = flag.Int("changes", 100, "files rewritten while fsmirror is down, for restart (ii)")
+		seed        = flag.Int64("seed", 1, "seed of the source tree and of the changes")
+		timeout     = flag.Duration("timeout", 5*time.Minute, "longest wait for fsmirror to be ready or to exit")
+		keep        = flag.Bool("keep", false, "keep the work directory")
+	)
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./bench/restartbench [flags]\n\n"+
+			"Times how long fsmirror watch takes to be ready after a restart (clean stop with no\n"+
+			"change, clean stop with changes, kill -9) against an rsync -a no-change run.\n\n")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if flag.NArg() > 0 || *runs < 1 || *files < 1 || *dirs < 0 || *changes < 1 || *changes > *files || *timeout <= 0 {
+		flag.Usage()
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Stdout, config{
+		fsmirror: *fsmirrorBin, dir: *dir, files: *files, dirs: *dirs, runs: *runs,
+		changes: *changes, seed: *seed, timeout: *timeout, keep: *keep,
+	})
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "restartbench:", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	fsmirror    string
+	dir         string
+	files, dirs int
+	runs        int
+	changes     int
+	seed        int64
+	timeout     time.Duration
+	keep        bool
+}
+
+// How fsmirror says it did its initial sync.
+const (
+	fromIndex = "from the index"
+	byCompare = "by comparing the destination"
+)
+
+// A step is one kind of fsmirror restart.
+type step struct {
+	label string // in the tables
+	want  string // fromIndex or byCompare
+}
+
+var steps = []step{
+	{"(i)   clean stop, no change", fromIndex},
+	{"(ii)  clean stop, N changed", fromIndex},
+	{"(iii) after kill -9", byCompare},
+}
+
+// sample is one timed restart or command.
+type sample struct {
+	wall, cpu time.Duration
+	written   int           // files fsmirror says it wrote
+	sync      time.Duration // how long fsmirror says its initial sync took
+	late      time.Duration // not 0: DEST was a mirror only this long after the ready line
+}
+
+// bench is the state of one benchmark.
+type bench struct {
+	cfg      config
+	w        io.Writer
+	bin      string
+	src      string
+	dst      string // fsmirror's
+	rdst     string // rsync's
+	state    string
+	rsync    string
+	files    []string // the regular files of src, relative
+	rng      *rand.Rand
+	samples  [][]sample // by step
+	rsyncNC  []sample
+	firstRun sample
+}
+
+func run(ctx context.Context, w io.Writer, cfg config) (err error) {
+	rsync, err := exec.LookPath("rsync")
+	if err != nil {
+		return fmt.Errorf("rsync: %w (it is the reference; install it)", err)
+	}
+	work, err := os.MkdirTemp(cfg.dir, "restartbench-")
+	if err != nil {
+		return err
+	}
+	if cfg.keep {
+		defer fmt.Fprintf(w, "work directory %s is kept\n", work)
+	} else {
+		defer func() {
+			if rerr := os.RemoveAll(work); rerr != nil && err == nil {
+				err = rerr
+			}
+		}()
+	}
+	// Not in work: the benchmark's directory may be mounted noexec.
+	binDir, err := os.MkdirTemp("", "restartbench-bin-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(binDir)
+	bin, err := fsmirrorBinary(ctx, w, cfg.fsmirror, binDir)
+	if err != nil {
+		return err
+	}
+	printMachine(w, cfg.dir)
+
+	b := &bench{
+		cfg: cfg, w: w, bin: bin, rsync: rsync,
+		src: filepath.Join(work, "src"), dst: filepath.Join(work, "dst-fsmirror"),
+		rdst: filepath.Join(work, "dst-rsync"), state: filepath.Join(work, "state"),
+		rng:     rand.New(rand.NewPCG(uint64(cfg.seed), 0x72657374617274)),
+		samples: make([][]sample, len(steps)),
+	}
+	start := time.Now()
+	total, err := testutil.SmallFilesTree(b.src, cfg.files, cfg.dirs, cfg.seed)
+	if err != nil {
+		return fmt.Errorf("build source tree: %w", err)
+	}
+	if b.files, err = regularFiles(b.src); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "tree:    %d files in %d dirs, %.1f MB, median size ~5 KiB, seed %d (built in %.1fs)\n",
+		cfg.files, cfg.dirs, float64(total)/1e6, cfg.seed, time.Since(start).Seconds())
+
+	// The first start fills the empty DEST and builds the index; rsync's
+	// copy is made once. Neither is what is measured.
+	first, _, err := b.restart(ctx, "first start into an empty DEST", byCompare, false)
+	if err != nil {
+		return err
+	}
+	b.firstRun = first
+	if err := os.Mkdir(b.rdst, 0o755); err != nil {
+		return err
+	}
+	if _, err := timeCmd(ctx, b.rsyncArgv()); err != nil {
+		return fmt.Errorf("rsync, first copy: %w", err)
+	}
+	fmt.Fprintf(w, "setup:   first start of fsmirror watch into an empty DEST %.3fs (%d files written); rsync's copy made\n\n",
+		first.wall.Seconds(), first.written)
+
+	for r := range cfg.runs {
+		// rsync before fsmirror in even runs, after in odd ones, so that
+		// machine noise falls on both alike.
+		if r%2 == 0 {
+			if err := b.rsyncRun(ctx); err != nil {
+				return err
+			}
+		}
+		for i, st := range steps {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if i == 1 {
+				if err := b.change(); err != nil {
+					return err
+				}
+			}
+			if i == 2 {
+				if err := b.crash(ctx); err != nil {
+					return err
+				}
+			}
+			s, _, err := b.restart(ctx, st.label, st.want, false)
+			if err != nil {
+				return err
+			}
+			b.samples[i] = append(b.samples[i], s)
+		}
+		if r%2 == 1 {
+			if err := b.rsyncRun(ctx); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(w, "run %d/%d  ", r+1, cfg.runs)
+		for i := range steps {
+			s := b.samples[i][r]
+			fmt.Fprintf(w, "%s %6.3fs (cpu %6.3fs, %3d written)   ", []string{"(i)", "(ii)", "(iii)"}[i],
+				s.wall.Seconds(), s.cpu.Seconds(), s.written)
+		}
+		s := b.rsyncNC[r]
+		fmt.Fprintf(w, "rsync no-change %6.3fs (cpu %6.3fs)\n", s.wall.Seconds(), s.cpu.Seconds())
+		if n := b.samples[0][r].written; n != 0 {
+			fmt.Fprintf(w, "note: run %d, (i): fsmirror wrote %d files though nothing changed\n", r+1, n)
+		}
+		if n := b.samples[1][r].written; n != cfg.changes {
+			fmt.Fprintf(w, "note: run %d, (ii): fsmirror wrote %d files for %d changed\n", r+1, n, cfg.changes)
+		}
+		for i, st := range steps {
+			if late := b.samples[i][r].late; late > 0 {
+				fmt.Fprintf(w, "note: run %d, %s: DEST was not yet a mirror at the ready line, it was %.3fs later\n",
+					r+1, strings.TrimSpace(st.label), late.Seconds())
+			}
+		}
+	}
+	fmt.Fprintln(w)
+	report(w, b.samples, b.rsyncNC, cfg)
+	fmt.Fprintf(w, "\nfsmirror: DEST checked with testutil.Diff after every restart and found an exact mirror\n"+
+		"(type, size, content, mode, mtime to the ns, symlink targets, hard links%s).\n",
+		map[bool]string{true: ", owner", false: ""}[os.Geteuid() == 0])
+	return nil
+}
+
+// rsyncArgv is the rsync command of the reference.
+func (b *bench) rsyncArgv() []string {
+	return []string{b.rsync, "-a", b.src + "/", b.rdst + "/"}
+}
+
+// rsyncRun brings rsync's copy up to date (untimed: the source may have
+// changed), then times a no-change run.
+func (b *bench) rsyncRun(ctx context.Context) error {
+	if _, err := timeCmd(ctx, b.rsyncArgv()); err != nil {
+		return fmt.Errorf("rsync: %w", err)
+	}
+	s, err := timeCmd(ctx, b.rsyncArgv())
+	if err != nil {
+		return fmt.Errorf("rsync, no-change run: %w", err)
+	}
+	b.rsyncNC = append(b.rsyncNC, s)
+	return nil
+}
+
+// change rewrites cfg.changes distinct random files of the source with new
+// content and a new mtime, as an editor does (a temporary renamed over the
+// file, with the file's mode), while fsmirror is down.
+func (b *bench) change() error {
+	for _, rel := range pick(b.rng, b.files, b.cfg.changes) {
+		if err := rewrite(filepath.Join(b.src, rel), b.rng); err != nil {
+			return fmt.Errorf("change the source: %w", err)
+		}
+	}
+	return nil
+}
+
+// crash starts fsmirror (from its index), lets it be ready, and kills it
+// with SIGKILL, which leaves the index unclean.
+func (b *bench) crash(ctx context.Context) error {
+	_, p, err := b.restart(ctx, "start before kill -9", fromIndex, true)
+	if err != nil {
+		return err
+	}
+	return p.kill()
+}
+
+// restart starts `fsmirror watch`, times it until its "watching" line,
+// requires its initial sync to have been done the way want says, waits for
+// DEST to be an exact mirror, and stops it with SIGTERM (exit 0 required)
+// unless keep is set, in which case the running process is returned.
+func (b *bench) restart(ctx context.Context, label, want string, keep bool) (_ sample, _ *proc, err error) {
+	argv := []string{b.bin, "watch", "--state-dir", b.state, b.src, b.dst}
+	p, err := startProc(argv)
+	if err != nil {
+		return sample{}, nil, err
+	}
+	defer func() {
+		if !keep || err != nil {
+			p.kill()
+		}
+	}()
+	if err := p.waitReady(ctx, b.cfg.timeout); err != nil {
+		return sample{}, nil, fmt.Errorf("%s: %w", label, err)
+	}
+	s := sample{wall: p.readyAt.Sub(p.started), cpu: p.readyCPU}
+	how, took, written, errs, ok := parseReady(p.readyLine)
+	if !ok {
+		return s, nil, fmt.Errorf("%s: cannot read fsmirror's ready line %q", label, p.readyLine)
+	}
+	s.written, s.sync = written, took
+	if how != want {
+		return s, nil, fmt.Errorf("%s: fsmirror did its initial sync %s, not %s: the measurement would not be what it claims; its output:\n%s",
+			label, how, want, p.out.tail(20))
+	}
+	if errs != 0 {
+		return s, nil, fmt.Errorf("%s: fsmirror reported %d errors in its initial sync; its output:\n%s", label, errs, p.out.tail(20))
+	}
+	// DEST must be a mirror when fsmirror says it is ready; a few seconds
+	// are allowed for directory times put back once it is idle.
+	t0 := time.Now()
+	for try := 0; ; try++ {
+		diffs, err := testutil.Diff(b.src, b.dst, testutil.DiffOptions{Owner: os.Geteuid() == 0})
+		if err != nil {
+			return s, nil, fmt.Errorf("%s: check DEST: %w", label, err)
+		}
+		if len(diffs) == 0 {
+			if try > 0 {
+				s.late = time.Since(t0)
+			}
+			break
+		}
+		if time.Since(t0) > 5*time.Second {
+			msg := fmt.Sprintf("WRONG RESULT: %s: DEST is not a mirror of the source %v after fsmirror said it was ready: %d differences:\n\t%s",
+				label, time.Since(t0).Round(time.Millisecond), len(diffs), strings.Join(diffs[:min(len(diffs), 20)], "\n\t"))
+			if len(diffs) > 20 {
+				msg += fmt.Sprintf("\n\t... and %d more", len(diffs)-20)
+			}
+			return s, nil, errors.New(msg + "\nno timings are reported for a wrong mirror")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if keep {
+		return s, p, nil
+	}
+	if err := p.stop(b.cfg.timeout); err != nil {
+		return s, nil, fmt.Errorf("%s: %w", label, err)
+	}
+	return s, nil, nil
+}
+
+// readyRE matches fsmirror's ready line.
+var readyRE = regexp.MustCompile(`^fsmirror: watching .*; initial sync (by comparing the destination|from the index) took (\S+), (\d+) files written, (\d+) errors`)
+
+// parseReady reads how fsmirror did its initial sync, how long it says that
+// took, and the files it wrote and errors it had, from its ready line.
+func parseReady(line string) (how string, took time.Duration, written, errs int, ok bool) {
+	m := readyRE.FindStringSubmatch(line)
+	if m == nil {
+		return "", 0, 0, 0, false
+	}
+	took, err0 := time.ParseDuration(m[2])
+	written, err1 := strconv.Atoi(m[3])
+	errs, err2 := strconv.Atoi(m[4])
+	return m[1], took, written, errs, err0 == nil && err1 == nil && err2 == nil
+}
+
+// regularFiles returns the regular files below root, relative to it, in
+// walk order.
+func regularFiles(root string) ([]string, error) {
+	var files []string
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			rel, err := filepath.Rel(root, path)
+			if err != nil {
+				return err
+			}
+			files = append(files, rel)
+		}
+		return nil
+	})
+	return files, err
+}
+
+// pick returns n distinct elements of from, chosen at random.
+func pick(rng *rand.Rand, from []string, n int) []string {
+	n = min(n, len(from))
+	idx := rng.Perm(len(from))[:n]
+	out := make([]string, n)
+	for i, j := range idx {
+		out[i] = from[j]
+	}
+	return out
+}
+
+// rewrite gives the file at path new random content of about its size
+// and the current time as its mtime, keeping its mode: it writes a
+// temporary next to it and renames it over the file.
+func rewrite(path string, rng *rand.Rand) error {
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		return fmt.Errorf("stat %s: %w", path, err)
+	}
+	size := int(st.Size) + 1 + rng.IntN(64) // a new size too
+	data := make([]byte, size)
+	for i := range data {
+		data[i] = byte(rng.Uint32())
+	}
+	tmp := filepath.Join(filepath.Dir(path), ".restartbench-"+strconv.FormatUint(rng.Uint64(), 36))
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, os.FileMode(st.Mode&0o777)); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if os.Geteuid() == 0 {
+		if err := os.Lchown(tmp, int(st.Uid), int(st.Gid)); err != nil {
+			os.Remove(tmp)
+			return err
+		}
+	}
+	now := time.Now()
+	if err := os.Chtimes(tmp, now, now); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}
+
+// proc is a running `fsmirror watch`.
+type proc struct {
+	cmd       *exec.Cmd
+	out       *logWriter
+	started   time.Time
+	readyAt   time.Time
+	readyLine string
+	readyCPU  time.Duration
+	exited    chan struct{}
+	err       error // cmd.Wait's, once exited is closed
+}
+
+func startProc(argv []string) (*proc, error) {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	lw := newLogWriter(func(line string) bool { return strings.HasPrefix(line, "fsmirror: watching ") })
+	cmd.Stdout, cmd.Stderr = lw, lw
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	p := &proc{cmd: cmd, out: lw, exited: make(chan struct{})}
+	p.started = time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", argv[0], err)
+	}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.exited)
+	}()
+	return p, nil
+}
+
+func (p *proc) running() bool {
+	select {
+	case <-p.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// waitReady waits for the ready line, and takes the CPU time fsmirror has
+// used so far.
+func (p *proc) waitReady(ctx context.Context, timeout time.Duration) error {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-p.out.ready:
+		p.readyAt, p.readyLine = p.out.readyAt, p.out.readyLine
+		if cpu, err := procCPU(p.cmd.Process.Pid); err == nil {
+			p.readyCPU = cpu
+		}
+		return nil
+	case <-p.exited:
+		return fmt.Errorf("fsmirror exited before it was ready (%v); its output:\n%s", p.err, p.out.tail(20))
+	case <-t.C:
+		return fmt.Errorf("fsmirror not ready after %v; its output:\n%s", timeout, p.out.tail(20))
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// stop ends fsmirror with SIGTERM and requires exit status 0.
+func (p *proc) stop(timeout time.Duration) error {
+	if !p.running() {
+		return fmt.Errorf("fsmirror exited by itself (%v); its output:\n%s", p.err, p.out.tail(20))
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(timeout):
+		p.kill()
+		return fmt.Errorf("fsmirror did not exit within %v of SIGTERM; its output:\n%s", timeout, p.out.tail(20))
+	}
+	if p.err != nil {
+		return fmt.Errorf("fsmirror exited with %v after SIGTERM, want 0; its output:\n%s", p.err, p.out.tail(20))
+	}
+	return nil
+}
+
+// kill ends fsmirror with SIGKILL, if it still runs, and waits for it.
+func (p *proc) kill() error {
+	if !p.running() {
+		return nil
+	}
+	if err := p.cmd.Process.Kill(); err != nil {
+		return err
+	}
+	select {
+	case <-p.exited:
+		return nil
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("fsmirror (pid %d) survived SIGKILL for 30s", p.cmd.Process.Pid)
+	}
+}
+
+// procCPU returns the CPU time (user + sys) that process pid has used.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseStatCPU(string(b))
+}
+
+// parseStatCPU sums utime and stime (fields 14 and 15) of a /proc/PID/stat
+// line, in USER_HZ ticks of 10 ms. The command name (field 2) may hold spaces
+// and parentheses, so fields are counted after the last ')'.
+func parseStatCPU(stat string) (time.Duration, error) {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("malformed /proc stat line %q", stat)
+	}
+	f := strings.Fields(stat[i+1:]) // f[0] is field 3
+	if len(f) < 13 {
+		return 0, fmt.Errorf("malformed /proc stat line %q", stat)
+	}
+	var ticks int64
+	for _, s := range f[11:13] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("malformed /proc stat line %q: %w", stat, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond, nil
+}
+
+// A logWriter keeps the last part of a process's output and closes ready at
+// the first complete line that match accepts, noting when it came.
+type logWriter struct {
+	mu        sync.Mutex
+	buf       []byte // the last maxLog bytes
+	line      []byte // the line being written
+	match     func(string) bool
+	ready     chan struct{}
+	readyAt   time.Time
+	readyLine string
+}
+
+const maxLog = 64 << 10
+
+func newLogWriter(match func(string) bool) *logWriter {
+	return &logWriter{match: match, ready: make(chan struct{})}
+}
+
+func (w *logWriter) Write(p []byte) (int, error) {
+	now := time.Now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	if len(w.buf) > 2*maxLog {
+		w.buf = append(w.buf[:0], w.buf[len(w.buf)-maxLog:]...)
+	}
+	if !w.readyAt.IsZero() {
+		return len(p), nil
+	}
+	for _, c := range p {
+		if c != '\n' {
+			if len(w.line) < 64<<10 {
+				w.line = append(w.line, c)
+			}
+			continue
+		}
+		if w.match(string(w.line)) {
+			w.readyAt, w.readyLine = now, string(w.line)
+			close(w.ready)
+			break
+		}
+		w.line = w.line[:0]
+	}
+	return len(p), nil
+}
+
+// tail returns the last n lines written.
+func (w *logWriter) tail(n int) string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return "\t" + strings.ReplaceAll(lastLines(string(w.buf), n), "\n", "\n\t")
+}
+
+func lastLines(s string, n int) string {
+	s = strings.TrimRight(s, "\n")
+	if s == "" {
+		return "(no output)"
+	}
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = append([]string{"..."}, lines[len(lines)-n:]...)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// timeCmd runs argv and returns its wall-clock time and the CPU time (user
+// plus system) of the process and the children it waited for. A command
+// that fails is an error that carries its output.
+func timeCmd(ctx context.Context, argv []string) (sample, error) {
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	err := cmd.Run()
+	wall := time.Since(start)
+	if err != nil {
+		return sample{}, fmt.Errorf("%s: %w\n%s", strings.Join(argv, " "), err, lastLines(out.String(), 20))
+	}
+	st := cmd.ProcessState
+	return sample{wall: wall, cpu: st.UserTime() + st.SystemTime()}, nil
+}
+
+// fsmirrorBinary returns bin, or builds ./cmd/fsmirror into tmp when bin is
+// empty.
+func fsmirrorBinary(ctx context.Context, w io.Writer, bin, tmp string) (string, error) {
+	if bin != "" {
+		abs, err := filepath.Abs(bin)
+		if err != nil {
+			return "", err
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return "", fmt.Errorf("-fsmirror: %w", err)
+		}
+		return abs, nil
+	}
+	out := filepath.Join(tmp, "fsmirror")
+	fmt.Fprintln(w, "building fsmirror from ./cmd/fsmirror ...")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "github.com/fsmirror/fsmirror/cmd/fsmirror")
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stderr, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("build fsmirror: %w\n%s\n(give a binary with -fsmirror)", err, strings.TrimSpace(stderr.String()))
+	}
+	return out, nil
+}
+
+// report prints the medians of every restart and of rsync's no-change run,
+// their ratios, and whether the target is met.
+func report(w io.Writer, samples [][]sample, rsyncNC []sample, cfg config) {
+	fmt.Fprintf(w, "median of %d runs (wall clock from the exec of fsmirror watch until its \"fsmirror: watching\" line;\n"+
+		"CPU = user+sys of fsmirror until then, of rsync and its children for rsync; \"of which initial sync\"\n"+
+		"is the time fsmirror's line gives its initial sync: the rest is start-up, index and inotify watches)\n\n", cfg.runs)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "restart of fsmirror watch\twall\tCPU\tof which initial sync\tfiles written\tinitial sync")
+	meds := make([]sample, len(steps))
+	for i, st := range steps {
+		meds[i] = median(samples[i])
+		label := strings.Replace(st.label, "N changed", strconv.Itoa(cfg.changes)+" changed", 1)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", label, secs(meds[i].wall), secs(meds[i].cpu),
+			secs(meds[i].sync), writtenRange(samples[i]), st.want)
+	}
+	rs := median(rsyncNC)
+	fmt.Fprintf(tw, "rsync -a SRC/ DST/, no change\t%s\t%s\t\t\t\n", secs(rs.wall), secs(rs.cpu))
+	tw.Flush()
+
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ratio to rsync's no-change run\twall\tCPU")
+	for i, st := range steps {
+		label := strings.Replace(st.label, "N changed", strconv.Itoa(cfg.changes)+" changed", 1)
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", label, ratio(meds[i].wall, rs.wall), ratio(meds[i].cpu, rs.cpu))
+	}
+	tw.Flush()
+
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "target (wall clock)\tmeasured\tresult")
+	r := float64(meds[0].wall) / float64(rs.wall)
+	verdict := "MISS"
+	if r <= targetRatio {
+		verdict = "PASS"
+	}
+	fmt.Fprintf(tw, "(i) restart, no change ≤ %.1f× rsync no-change\t%.2f×\t%s\n", targetRatio, r, verdict)
+	tw.Flush()
+}
+
+// writtenRange shows the files written by the samples: one number, or the
+// smallest and largest.
+func writtenRange(samples []sample) string {
+	if len(samples) == 0 {
+		return "-"
+	}
+	lo, hi := samples[0].written, samples[0].written
+	for _, s := range samples {
+		lo, hi = min(lo, s.written), max(hi, s.written)
+	}
+	if lo == hi {
+		return strconv.Itoa(lo)
+	}
+	return fmt.Sprintf("%d-%d", lo, hi)
+}
+
+// median returns the median wall, CPU and initial sync times of samples,
+// each taken on its own.
+func median(samples []sample) sample {
+	walls, cpus, syncs := make([]time.Duration, len(samples)), make([]time.Duration, len(samples)), make([]time.Duration, len(samples))
+	for i, s := range samples {
+		walls[i], cpus[i], syncs[i] = s.wall, s.cpu, s.sync
+	}
+	return sample{wall: medianOf(walls), cpu: medianOf(cpus), sync: medianOf(syncs)}
+}
+
+func medianOf(d []time.Duration) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	d = slices.Clone(d)
+	slices.Sort(d)
+	if len(d)%2 == 1 {
+		return d[len(d)/2]
+	}
+	return (d[len(d)/2-1] + d[len(d)/2]) / 2
+}
+
+func secs(d time.Duration) string { return fmt.Sprintf("%.3fs", d.Seconds()) }
+
+func ratio(a, b time.Duration) string {
+	if b == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f×", float64(a)/float64(b))
+}
+
+// printMachine prints what the numbers depend on: CPUs, kernel, the
+// filesystem under dir, and the version of rsync.
+func printMachine(w io.Writer, dir string) {
+	var uts unix.Utsname
+	kernel := "?"
+	if unix.Uname(&uts) == nil {
+		kernel = unix.ByteSliceToString(uts.Sysname[:]) + " " + unix.ByteSliceToString(uts.Release[:])
+	}
+	fmt.Fprintf(w, "machine: %d CPUs (%s), %s, %s\n", runtime.NumCPU(), cpuModel(), kernel, runtime.Version())
+	fmt.Fprintf(w, "dir:     %s on %s\n", dir, fsType(dir))
+	if out, err := exec.Command("rsync", "--version").Output(); err == nil {
+		fmt.Fprintf(w, "rsync:   %s\n", strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0]))
+	}
+}
+
+func cpuModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU"
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if k, v, ok := strings.Cut(s.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown CPU"
+}
+
+// fsType names the filesystem holding dir from its statfs magic number.
+func fsType(dir string) string {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return "unknown filesystem (" + err.Error() + ")"
+	}
+	names := map[int64]string{
+		unix.TMPFS_MAGIC:           "tmpfs",
+		unix.EXT4_SUPER_MAGIC:      "ext2/3/4",
+		unix.XFS_SUPER_MAGIC:       "xfs",
+		unix.BTRFS_SUPER_MAGIC:     "btrfs",
+		unix.OVERLAYFS_SUPER_MAGIC: "overlayfs",
+		unix.F2FS_SUPER_MAGIC:      "f2fs",
+		unix.NFS_SUPER_MAGIC:       "nfs",
+		unix.FUSE_SUPER_MAGIC:      "fuse",
+	}
+	if n, ok := names[int64(st.Type)]; ok {
+		return n
+	}
+	return fmt.Sprintf("filesystem type %#x", st.Type)
+}
