@@ -376,17 +376,27 @@ func (t *Target) renameInto(d *fsys.Dir, tmp, name, path string) error {
 	return err
 }
 
+// parents opens the directories holding op.From and op.Path; release
+// releases both.
+func (t *Target) parents(op *fsmirror.Op) (from *fsys.Dir, fromName string, to *fsys.Dir, name string, release func(), err error) {
+	from, fromName, err = t.root.Parent(op.From)
+	if err != nil {
+		return nil, "", nil, "", nil, err
+	}
+	to, name, err = t.root.Parent(op.Path)
+	if err != nil {
+		from.Release()
+		return nil, "", nil, "", nil, err
+	}
+	return from, fromName, to, name, func() { from.Release(); to.Release() }, nil
+}
+
 func (t *Target) link(op *fsmirror.Op) error {
-	fd, fname, err := t.root.Parent(op.From)
+	fd, fname, d, name, release, err := t.parents(op)
 	if err != nil {
 		return err
 	}
-	defer fd.Release()
-	d, name, err := t.root.Parent(op.Path)
-	if err != nil {
-		return err
-	}
-	defer d.Release()
+	defer release()
 	tmp := tempName()
 	if err := unix.Linkat(fd.FD(), fname, d.FD(), tmp, 0); err != nil {
 		return err
@@ -399,16 +409,11 @@ func (t *Target) link(op *fsmirror.Op) error {
 }
 
 func (t *Target) rename(op *fsmirror.Op) error {
-	fd, fname, err := t.root.Parent(op.From)
+	fd, fname, d, name, release, err := t.parents(op)
 	if err != nil {
 		return err
 	}
-	defer fd.Release()
-	d, name, err := t.root.Parent(op.Path)
-	if err != nil {
-		return err
-	}
-	defer d.Release()
+	defer release()
 	err = unix.Renameat(fd.FD(), fname, d.FD(), name)
 	if err == unix.EISDIR || err == unix.ENOTEMPTY || err == unix.EEXIST || err == unix.ENOTDIR {
 		if err = removeAt(d.FD(), name); err == nil {
