@@ -311,22 +311,22 @@ func under(path, dir string) bool {
 
 // overlaps reports whether two items touch a common path.
 func overlaps(a, b *item) bool {
-	for _, p := range a.paths() {
-		for _, q := range b.paths() {
-			if under(p, q) || under(q, p) {
-				return true
-			}
-		}
+	if related(a.path, b.path) {
+		return true
 	}
-	return false
+	if a.kind == itemRename && (related(a.from, b.path) || b.kind == itemRename && related(a.from, b.from)) {
+		return true
+	}
+	return b.kind == itemRename && related(a.path, b.from)
 }
 
-func (it *item) paths() []string {
-	if it.kind == itemRename {
-		return []string{it.from, it.path}
-	}
-	return []string{it.path}
-}
+// related reports whether one path is the other or below it.
+func related(p, q string) bool { return under(p, q) || under(q, p) }
+
+// dispatchWindow bounds how far into the queue one dispatch looks for
+// work: a long queue means every worker is busy, and scanning all of it on
+// every wake-up would make the dispatcher the bottleneck.
+const dispatchWindow = 1024
 
 // dispatch hands ready items to free workers, keeping the order that
 // matters: an item never runs while an overlapping item runs, and nothing
@@ -336,7 +336,7 @@ func (l *Live) dispatch(now time.Time, work chan<- *item) (next time.Time) {
 	var blocked []*item // queued items that later overlapping items must not pass
 	kept := l.queue[:0]
 	for i, it := range l.queue {
-		if len(l.busy) >= l.opt.Workers {
+		if len(l.busy) >= l.opt.Workers || i >= dispatchWindow {
 			kept = append(kept, l.queue[i:]...)
 			break
 		}
