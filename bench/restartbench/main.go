@@ -25,7 +25,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -40,16 +39,15 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/fsmirror/fsmirror/bench/internal/benchutil"
 	"github.com/fsmirror/fsmirror/internal/testutil"
 )
 
@@ -151,26 +149,16 @@ func run(ctx context.Context, w io.Writer, cfg config) (err error) {
 	if err != nil {
 		return fmt.Errorf("rsync: %w (it is the reference; install it)", err)
 	}
-	work, err := os.MkdirTemp(cfg.dir, "restartbench-")
+	work, binDir, cleanup, err := benchutil.WorkDirs(w, cfg.dir, "restartbench", cfg.keep)
 	if err != nil {
 		return err
 	}
-	if cfg.keep {
-		defer fmt.Fprintf(w, "work directory %s is kept\n", work)
-	} else {
-		defer func() {
-			if rerr := os.RemoveAll(work); rerr != nil && err == nil {
-				err = rerr
-			}
-		}()
-	}
-	// Not in work: the benchmark's directory may be mounted noexec.
-	binDir, err := os.MkdirTemp("", "restartbench-bin-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(binDir)
-	bin, err := fsmirrorBinary(ctx, w, cfg.fsmirror, binDir)
+	defer func() {
+		if cerr := cleanup(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	bin, err := benchutil.FsmirrorBinary(ctx, w, cfg.fsmirror, binDir, "(give a binary with -fsmirror)")
 	if err != nil {
 		return err
 	}
@@ -267,8 +255,7 @@ func run(ctx context.Context, w io.Writer, cfg config) (err error) {
 	fmt.Fprintln(w)
 	report(w, b.samples, b.rsyncNC, cfg)
 	fmt.Fprintf(w, "\nfsmirror: DEST checked with testutil.Diff after every restart and found an exact mirror\n"+
-		"(type, size, content, mode, mtime to the ns, symlink targets, hard links%s).\n",
-		map[bool]string{true: ", owner", false: ""}[os.Geteuid() == 0])
+		"(%s).\n", benchutil.CheckedAttrs())
 	return nil
 }
 
@@ -360,10 +347,7 @@ func (b *bench) restart(ctx context.Context, label, want string, keep bool) (_ s
 		}
 		if time.Since(t0) > 5*time.Second {
 			msg := fmt.Sprintf("WRONG RESULT: %s: DEST is not a mirror of the source %v after fsmirror said it was ready: %d differences:\n\t%s",
-				label, time.Since(t0).Round(time.Millisecond), len(diffs), strings.Join(diffs[:min(len(diffs), 20)], "\n\t"))
-			if len(diffs) > 20 {
-				msg += fmt.Sprintf("\n\t... and %d more", len(diffs)-20)
-			}
+				label, time.Since(t0).Round(time.Millisecond), len(diffs), benchutil.FormatDiffs(diffs))
 			return s, nil, errors.New(msg + "\nno timings are reported for a wrong mirror")
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -670,67 +654,39 @@ func timeCmd(ctx context.Context, argv []string) (sample, error) {
 	return sample{wall: wall, cpu: st.UserTime() + st.SystemTime()}, nil
 }
 
-// fsmirrorBinary returns bin, or builds ./cmd/fsmirror into tmp when bin is
-// empty.
-func fsmirrorBinary(ctx context.Context, w io.Writer, bin, tmp string) (string, error) {
-	if bin != "" {
-		abs, err := filepath.Abs(bin)
-		if err != nil {
-			return "", err
-		}
-		if _, err := os.Stat(abs); err != nil {
-			return "", fmt.Errorf("-fsmirror: %w", err)
-		}
-		return abs, nil
-	}
-	out := filepath.Join(tmp, "fsmirror")
-	fmt.Fprintln(w, "building fsmirror from ./cmd/fsmirror ...")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "github.com/fsmirror/fsmirror/cmd/fsmirror")
-	var stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stderr, &stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("build fsmirror: %w\n%s\n(give a binary with -fsmirror)", err, strings.TrimSpace(stderr.String()))
-	}
-	return out, nil
-}
-
 // report prints the medians of every restart and of rsync's no-change run,
 // their ratios, and whether the target is met.
 func report(w io.Writer, samples [][]sample, rsyncNC []sample, cfg config) {
 	fmt.Fprintf(w, "median of %d runs (wall clock from the exec of fsmirror watch until its \"fsmirror: watching\" line;\n"+
 		"CPU = user+sys of fsmirror until then, of rsync and its children for rsync; \"of which initial sync\"\n"+
 		"is the time fsmirror's line gives its initial sync: the rest is start-up, index and inotify watches)\n\n", cfg.runs)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	tw := benchutil.NewTable(w)
 	fmt.Fprintln(tw, "restart of fsmirror watch\twall\tCPU\tof which initial sync\tfiles written\tinitial sync")
 	meds := make([]sample, len(steps))
 	for i, st := range steps {
 		meds[i] = median(samples[i])
 		label := strings.Replace(st.label, "N changed", strconv.Itoa(cfg.changes)+" changed", 1)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", label, secs(meds[i].wall), secs(meds[i].cpu),
-			secs(meds[i].sync), writtenRange(samples[i]), st.want)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", label, benchutil.Secs(meds[i].wall), benchutil.Secs(meds[i].cpu),
+			benchutil.Secs(meds[i].sync), writtenRange(samples[i]), st.want)
 	}
 	rs := median(rsyncNC)
-	fmt.Fprintf(tw, "rsync -a SRC/ DST/, no change\t%s\t%s\t\t\t\n", secs(rs.wall), secs(rs.cpu))
+	fmt.Fprintf(tw, "rsync -a SRC/ DST/, no change\t%s\t%s\t\t\t\n", benchutil.Secs(rs.wall), benchutil.Secs(rs.cpu))
 	tw.Flush()
 
 	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	tw = benchutil.NewTable(w)
 	fmt.Fprintln(tw, "ratio to rsync's no-change run\twall\tCPU")
 	for i, st := range steps {
 		label := strings.Replace(st.label, "N changed", strconv.Itoa(cfg.changes)+" changed", 1)
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", label, ratio(meds[i].wall, rs.wall), ratio(meds[i].cpu, rs.cpu))
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", label, benchutil.Ratio(meds[i].wall, rs.wall), benchutil.Ratio(meds[i].cpu, rs.cpu))
 	}
 	tw.Flush()
 
 	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	tw = benchutil.NewTable(w)
 	fmt.Fprintln(tw, "target (wall clock)\tmeasured\tresult")
 	r := float64(meds[0].wall) / float64(rs.wall)
-	verdict := "MISS"
-	if r <= targetRatio {
-		verdict = "PASS"
-	}
-	fmt.Fprintf(tw, "(i) restart, no change ≤ %.1f× rsync no-change\t%.2f×\t%s\n", targetRatio, r, verdict)
+	fmt.Fprintf(tw, "(i) restart, no change ≤ %.1f× rsync no-change\t%.2f×\t%s\n", targetRatio, r, benchutil.Verdict(r <= targetRatio))
 	tw.Flush()
 }
 
@@ -757,78 +713,15 @@ func median(samples []sample) sample {
 	for i, s := range samples {
 		walls[i], cpus[i], syncs[i] = s.wall, s.cpu, s.sync
 	}
-	return sample{wall: medianOf(walls), cpu: medianOf(cpus), sync: medianOf(syncs)}
-}
-
-func medianOf(d []time.Duration) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	d = slices.Clone(d)
-	slices.Sort(d)
-	if len(d)%2 == 1 {
-		return d[len(d)/2]
-	}
-	return (d[len(d)/2-1] + d[len(d)/2]) / 2
-}
-
-func secs(d time.Duration) string { return fmt.Sprintf("%.3fs", d.Seconds()) }
-
-func ratio(a, b time.Duration) string {
-	if b == 0 {
-		return "-"
-	}
-	return fmt.Sprintf("%.2f×", float64(a)/float64(b))
+	return sample{wall: benchutil.MedianOf(walls), cpu: benchutil.MedianOf(cpus), sync: benchutil.MedianOf(syncs)}
 }
 
 // printMachine prints what the numbers depend on: CPUs, kernel, the
 // filesystem under dir, and the version of rsync.
 func printMachine(w io.Writer, dir string) {
-	var uts unix.Utsname
-	kernel := "?"
-	if unix.Uname(&uts) == nil {
-		kernel = unix.ByteSliceToString(uts.Sysname[:]) + " " + unix.ByteSliceToString(uts.Release[:])
-	}
-	fmt.Fprintf(w, "machine: %d CPUs (%s), %s, %s\n", runtime.NumCPU(), cpuModel(), kernel, runtime.Version())
-	fmt.Fprintf(w, "dir:     %s on %s\n", dir, fsType(dir))
+	fmt.Fprintf(w, "machine: %d CPUs (%s), %s, %s\n", runtime.NumCPU(), benchutil.CPUModel(), benchutil.Kernel(), runtime.Version())
+	fmt.Fprintf(w, "dir:     %s on %s\n", dir, benchutil.FSType(dir))
 	if out, err := exec.Command("rsync", "--version").Output(); err == nil {
-		fmt.Fprintf(w, "rsync:   %s\n", strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0]))
+		fmt.Fprintf(w, "rsync:   %s\n", benchutil.FirstLine(out))
 	}
-}
-
-func cpuModel() string {
-	f, err := os.Open("/proc/cpuinfo")
-	if err != nil {
-		return "unknown CPU"
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if k, v, ok := strings.Cut(s.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown CPU"
-}
-
-// fsType names the filesystem holding dir from its statfs magic number.
-func fsType(dir string) string {
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
-		return "unknown filesystem (" + err.Error() + ")"
-	}
-	names := map[int64]string{
-		unix.TMPFS_MAGIC:           "tmpfs",
-		unix.EXT4_SUPER_MAGIC:      "ext2/3/4",
-		unix.XFS_SUPER_MAGIC:       "xfs",
-		unix.BTRFS_SUPER_MAGIC:     "btrfs",
-		unix.OVERLAYFS_SUPER_MAGIC: "overlayfs",
-		unix.F2FS_SUPER_MAGIC:      "f2fs",
-		unix.NFS_SUPER_MAGIC:       "nfs",
-		unix.FUSE_SUPER_MAGIC:      "fuse",
-	}
-	if n, ok := names[int64(st.Type)]; ok {
-		return n
-	}
-	return fmt.Sprintf("filesystem type %#x", st.Type)
 }

@@ -15,27 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func TestMedianOf(t *testing.T) {
-	s := time.Second
-	for _, tt := range []struct {
-		in   []time.Duration
-		want time.Duration
-	}{
-		{nil, 0},
-		{[]time.Duration{3 * s}, 3 * s},
-		{[]time.Duration{5 * s, 1 * s, 3 * s}, 3 * s},
-		{[]time.Duration{4 * s, 1 * s, 2 * s, 100 * s}, 3 * s},
-	} {
-		in := slices.Clone(tt.in)
-		if got := medianOf(tt.in); got != tt.want {
-			t.Errorf("medianOf(%v) = %v, want %v", tt.in, got, tt.want)
-		}
-		if !slices.Equal(in, tt.in) {
-			t.Errorf("medianOf reordered its argument: %v, was %v", tt.in, in)
-		}
-	}
-}
-
 func TestParseReady(t *testing.T) {
 	for _, tt := range []struct {
 		line          string

@@ -29,6 +29,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fsmirror/fsmirror/bench/internal/benchutil"
 	"github.com/fsmirror/fsmirror/internal/testutil"
 )
 
@@ -98,25 +99,15 @@ type config struct {
 }
 
 func run(ctx context.Context, w io.Writer, cfg config) (err error) {
-	work, err := os.MkdirTemp(cfg.dir, "syncbench-")
+	work, binDir, cleanup, err := benchutil.WorkDirs(w, cfg.dir, "syncbench", cfg.keep)
 	if err != nil {
 		return err
 	}
-	if cfg.keep {
-		defer fmt.Fprintf(w, "work directory %s is kept\n", work)
-	} else {
-		defer func() {
-			if rerr := os.RemoveAll(work); rerr != nil && err == nil {
-				err = rerr
-			}
-		}()
-	}
-	// Not in work: the benchmark's directory may be mounted noexec.
-	binDir, err := os.MkdirTemp("", "syncbench-bin-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(binDir)
+	defer func() {
+		if cerr := cleanup(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
 	tools, err := pickTools(ctx, w, cfg, binDir)
 	if err != nil {
 		return err
@@ -179,8 +170,7 @@ func run(ctx context.Context, w io.Writer, cfg config) (err error) {
 	for _, t := range tools {
 		if t.strict {
 			fmt.Fprintf(w, "\n%s: every result checked with testutil.Diff and found an exact mirror\n"+
-				"(type, size, content, mode, mtime to the ns, symlink targets, hard links%s).\n",
-				t.name, map[bool]string{true: ", owner", false: ""}[os.Geteuid() == 0])
+				"(%s).\n", t.name, benchutil.CheckedAttrs())
 		}
 	}
 	return nil
@@ -199,7 +189,8 @@ func pickTools(ctx context.Context, w io.Writer, cfg config, binDir string) ([]t
 		seen[name] = true
 		switch name {
 		case "fsmirror":
-			bin, err := fsmirrorBinary(ctx, w, cfg.fsmirror, binDir)
+			bin, err := benchutil.FsmirrorBinary(ctx, w, cfg.fsmirror, binDir,
+				"(give a binary with -fsmirror, or leave fsmirror out with -tools rsync,cp)")
 			if err != nil {
 				return nil, err
 			}
@@ -233,31 +224,6 @@ func pickTools(ctx context.Context, w io.Writer, cfg config, binDir string) ([]t
 		return nil, errors.New("no tools to measure")
 	}
 	return tools, nil
-}
-
-// fsmirrorBinary returns bin, or builds ./cmd/fsmirror into tmp when bin is
-// empty.
-func fsmirrorBinary(ctx context.Context, w io.Writer, bin, tmp string) (string, error) {
-	if bin != "" {
-		abs, err := filepath.Abs(bin)
-		if err != nil {
-			return "", err
-		}
-		if _, err := os.Stat(abs); err != nil {
-			return "", fmt.Errorf("-fsmirror: %w", err)
-		}
-		return abs, nil
-	}
-	out := filepath.Join(tmp, "fsmirror")
-	fmt.Fprintln(w, "building fsmirror from ./cmd/fsmirror ...")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "github.com/fsmirror/fsmirror/cmd/fsmirror")
-	var stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stderr, &stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("build fsmirror: %w\n%s\n(give a binary with -fsmirror, or leave fsmirror out with -tools rsync,cp)",
-			err, strings.TrimSpace(stderr.String()))
-	}
-	return out, nil
 }
 
 // timeCmd runs argv and returns its wall-clock time and the CPU time (user
@@ -294,10 +260,7 @@ func check(w io.Writer, t tool, phase, src, dst string, checked map[string]bool)
 		return nil
 	}
 	msg := fmt.Sprintf("%s's %s is not a mirror of the source: %d differences:\n\t%s",
-		t.name, phase, len(diffs), strings.Join(diffs[:min(len(diffs), 20)], "\n\t"))
-	if len(diffs) > 20 {
-		msg += fmt.Sprintf("\n\t... and %d more", len(diffs)-20)
-	}
+		t.name, phase, len(diffs), benchutil.FormatDiffs(diffs))
 	if t.strict {
 		return errors.New("WRONG RESULT: " + msg + "\nno timings are reported for a wrong mirror")
 	}

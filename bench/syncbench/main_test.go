@@ -7,28 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
-func TestMedianOf(t *testing.T) {
-	s := time.Second
-	for _, tt := range []struct {
-		in   []time.Duration
-		want time.Duration
-	}{
-		{nil, 0},
-		{[]time.Duration{3 * s}, 3 * s},
-		{[]time.Duration{5 * s, 1 * s, 3 * s}, 3 * s},
-		{[]time.Duration{4 * s, 1 * s, 2 * s, 100 * s}, 3 * s},
-	} {
-		if got := medianOf(tt.in); got != tt.want {
-			t.Errorf("medianOf(%v) = %v, want %v", tt.in, got, tt.want)
-		}
-	}
-}
-
-// fakeFsmirror writes an executable script standing in for fsmirror, run as
-// "fsmirror sync SRC DEST".
 func fakeFsmirror(t *testing.T, body string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "fsmirror")

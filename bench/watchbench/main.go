@@ -43,6 +43,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/fsmirror/fsmirror/bench/internal/benchutil"
 	"github.com/fsmirror/fsmirror/internal/testutil"
 )
 
@@ -189,25 +190,15 @@ type bench struct {
 }
 
 func run(ctx context.Context, w io.Writer, cfg config) (err error) {
-	work, err := os.MkdirTemp(cfg.dir, "watchbench-")
+	work, binDir, cleanup, err := benchutil.WorkDirs(w, cfg.dir, "watchbench", cfg.keep)
 	if err != nil {
 		return err
 	}
-	if cfg.keep {
-		defer fmt.Fprintf(w, "work directory %s is kept\n", work)
-	} else {
-		defer func() {
-			if rerr := os.RemoveAll(work); rerr != nil && err == nil {
-				err = rerr
-			}
-		}()
-	}
-	// Not in work: the benchmark's directory may be mounted noexec.
-	binDir, err := os.MkdirTemp("", "watchbench-bin-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(binDir)
+	defer func() {
+		if cerr := cleanup(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
 	tools, versions, err := pickTools(ctx, w, cfg, binDir)
 	if err != nil {
 		return err
@@ -265,9 +256,14 @@ func pickTools(ctx context.Context, w io.Writer, cfg config, binDir string) ([]*
 		seen[name] = true
 		switch name {
 		case "fsmirror":
-			bin, how, err := fsmirrorBinary(ctx, w, cfg.fsmirror, binDir)
+			bin, err := benchutil.FsmirrorBinary(ctx, w, cfg.fsmirror, binDir,
+				"(give a binary with -fsmirror, or leave fsmirror out with -tools lsyncd)")
 			if err != nil {
 				return nil, nil, err
+			}
+			how := "given with -fsmirror"
+			if cfg.fsmirror == "" {
+				how = "built from ./cmd/fsmirror"
 			}
 			versions = append(versions, fmt.Sprintf("fsmirror: %s (%s): fsmirror watch SRC DST", bin, how))
 			tools = append(tools, &tool{
@@ -355,31 +351,6 @@ func luaQuote(s string) string {
 	}
 	b.WriteByte('"')
 	return b.String()
-}
-
-// fsmirrorBinary returns bin, or builds ./cmd/fsmirror into tmp when bin is
-// empty; how says which.
-func fsmirrorBinary(ctx context.Context, w io.Writer, bin, tmp string) (path, how string, err error) {
-	if bin != "" {
-		abs, err := filepath.Abs(bin)
-		if err != nil {
-			return "", "", err
-		}
-		if _, err := os.Stat(abs); err != nil {
-			return "", "", fmt.Errorf("-fsmirror: %w", err)
-		}
-		return abs, "given with -fsmirror", nil
-	}
-	out := filepath.Join(tmp, "fsmirror")
-	fmt.Fprintln(w, "building fsmirror from ./cmd/fsmirror ...")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "github.com/fsmirror/fsmirror/cmd/fsmirror")
-	var stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stderr, &stderr
-	if err := cmd.Run(); err != nil {
-		return "", "", fmt.Errorf("build fsmirror: %w\n%s\n(give a binary with -fsmirror, or leave fsmirror out with -tools lsyncd)",
-			err, strings.TrimSpace(stderr.String()))
-	}
-	return out, "built from ./cmd/fsmirror", nil
 }
 
 func firstLine(s string) string {
@@ -498,11 +469,7 @@ func (b *bench) verify(s *session, r *result, since time.Time) cell {
 	if err != nil {
 		msg = fmt.Sprintf("DST cannot be compared: %v", err)
 	} else {
-		msg = fmt.Sprintf("%d differences after %s:\n\t%s", len(diffs), b.cfg.converge,
-			strings.Join(diffs[:min(len(diffs), 20)], "\n\t"))
-		if len(diffs) > 20 {
-			msg += fmt.Sprintf("\n\t... and %d more", len(diffs)-20)
-		}
+		msg = fmt.Sprintf("%d differences after %s:\n\t%s", len(diffs), b.cfg.converge, benchutil.FormatDiffs(diffs))
 	}
 	if s.tool.strict {
 		r.wrong = append(r.wrong, s.scen)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"math"
@@ -12,7 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/fsmirror/fsmirror/bench/internal/benchutil"
 )
 
 // percentile returns the nearest-rank p-th percentile of d (p in (0, 100]):
@@ -113,7 +112,7 @@ func report(w io.Writer, results []*result, cfg config) {
 			ls = r
 		}
 	}
-	newTab := func() *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 0, 2, ' ', 0) }
+	newTab := func() *tabwriter.Writer { return benchutil.NewTable(w) }
 	ratioRow := func(tw *tabwriter.Writer, cells func(r *result) []cell) {
 		if fs == nil || ls == nil {
 			return
@@ -196,8 +195,7 @@ func report(w io.Writer, results []*result, cfg config) {
 	}
 	if fs != nil && len(fs.wrong) == 0 {
 		fmt.Fprintf(w, "\nfsmirror: every DST checked with testutil.Diff and found an exact mirror\n"+
-			"(type, size, content, mode, mtime to the ns, symlink targets, hard links%s).\n",
-			map[bool]string{true: ", owner", false: ""}[os.Geteuid() == 0])
+			"(%s).\n", benchutil.CheckedAttrs())
 	}
 }
 
@@ -213,13 +211,10 @@ func reportGoals(w io.Writer, fs *result, cfg config) {
 		fmtCell(fs.rename), fs.rename.ok() && fs.rename.d < 10*time.Millisecond, wrong("c")})
 	goals = append(goals, goal{"(c) DST inode kept by the rename", orDash(fs.inode), fs.inode == "kept", wrong("c")})
 
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	tw := benchutil.NewTable(w)
 	fmt.Fprintln(tw, "target (fsmirror)\tmeasured\tresult")
 	for _, g := range goals {
-		verdict := "MISS"
-		if g.met {
-			verdict = "PASS"
-		}
+		verdict := benchutil.Verdict(g.met)
 		if g.wrong {
 			verdict = "MISS (WRONG RESULT)"
 		}
@@ -235,56 +230,14 @@ func reportGoals(w io.Writer, fs *result, cfg config) {
 // printMachine prints what the numbers depend on: CPUs, kernel, the
 // filesystem under dir, and the tools.
 func printMachine(w io.Writer, cfg config, versions []string) {
-	var uts unix.Utsname
-	kernel := "?"
-	if unix.Uname(&uts) == nil {
-		kernel = unix.ByteSliceToString(uts.Sysname[:]) + " " + unix.ByteSliceToString(uts.Release[:])
-	}
 	load := "?"
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		load = strings.Join(strings.Fields(string(b))[:3], " ")
 	}
-	fmt.Fprintf(w, "machine:  %d CPUs (%s), %s, %s, load %s\n", runtime.NumCPU(), cpuModel(), kernel, runtime.Version(), load)
-	fmt.Fprintf(w, "dir:      %s on %s\n", cfg.dir, fsType(cfg.dir))
+	fmt.Fprintf(w, "machine:  %d CPUs (%s), %s, %s, load %s\n", runtime.NumCPU(), benchutil.CPUModel(), benchutil.Kernel(), runtime.Version(), load)
+	fmt.Fprintf(w, "dir:      %s on %s\n", cfg.dir, benchutil.FSType(cfg.dir))
 	for _, v := range versions {
 		fmt.Fprintln(w, v)
 	}
 	fmt.Fprintln(w)
-}
-
-func cpuModel() string {
-	f, err := os.Open("/proc/cpuinfo")
-	if err != nil {
-		return "unknown CPU"
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if k, v, ok := strings.Cut(s.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown CPU"
-}
-
-// fsType names the filesystem holding dir from its statfs magic number.
-func fsType(dir string) string {
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
-		return "unknown filesystem (" + err.Error() + ")"
-	}
-	names := map[int64]string{
-		unix.TMPFS_MAGIC:           "tmpfs",
-		unix.EXT4_SUPER_MAGIC:      "ext2/3/4",
-		unix.XFS_SUPER_MAGIC:       "xfs",
-		unix.BTRFS_SUPER_MAGIC:     "btrfs",
-		unix.OVERLAYFS_SUPER_MAGIC: "overlayfs",
-		unix.F2FS_SUPER_MAGIC:      "f2fs",
-		unix.NFS_SUPER_MAGIC:       "nfs",
-		unix.FUSE_SUPER_MAGIC:      "fuse",
-	}
-	if n, ok := names[int64(st.Type)]; ok {
-		return n
-	}
-	return fmt.Sprintf("filesystem type %#x", st.Type)
 }

@@ -506,8 +506,8 @@ func TestWatch_Overflow(t *testing.T) {
 	w.waitReady(t)
 
 	// The flood, as fast as possible: with a queue of 64 events, fsmirror
-	// cannot keep up. Then more while fsmirror is stopped (SIGSTOP), which
-	// overflows its queue for sure.
+	// can hardly keep up. Then more while fsmirror is stopped (SIGSTOP),
+	// which overflows its queue for sure.
 	flood(t, src, "flood1", 40, 100)
 	data := bytes.Repeat([]byte("r"), 100)
 	for i := range 500 { // in the root, which the witness watches
@@ -516,6 +516,16 @@ func TestWatch_Overflow(t *testing.T) {
 		}
 	}
 	w.paused(t, func() {
+		// Events only come from directories watched before the pause: the
+		// root and flood1's, which get far more than 64.
+		for i := range 300 {
+			if err := os.WriteFile(filepath.Join(src, "p"+strconv.Itoa(i)), data[:i%len(data)], 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(src, "flood1/d2", "f"+strconv.Itoa(i%100)), data[:i%len(data)], 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
 		flood(t, src, "flood2", 20, 50)
 		if err := os.Rename(filepath.Join(src, "flood1/d0"), filepath.Join(src, "before/sub/d0-moved")); err != nil {
 			t.Fatal(err)
