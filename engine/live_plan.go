@@ -70,18 +70,8 @@ func (l *Live) planPath(ctx context.Context, p string, r *result) {
 		dir.changed.Store(true)
 	case fsmirror.TypeFile:
 		l.planFile(ctx, p, &se, dp, dir, r)
-	case fsmirror.TypeSymlink:
-		if dp != nil && dp.Type == fsmirror.TypeSymlink && dp.Target == se.Target {
-			s.syncMeta(ctx, p, &se, dp)
-			return
-		}
-		s.apply(ctx, &fsmirror.Op{Kind: fsmirror.OpSymlink, Path: p, Entry: se, Replace: dp != nil}, dir)
-	default:
-		if dp != nil && dp.Type == se.Type && dp.Rdev == se.Rdev {
-			s.syncMeta(ctx, p, &se, dp)
-			return
-		}
-		s.apply(ctx, &fsmirror.Op{Kind: fsmirror.OpMknod, Path: p, Entry: se, Replace: dp != nil}, dir)
+	default: // symlink, fifo, device
+		s.syncNode(ctx, p, &se, dp, dir)
 	}
 }
 

@@ -366,18 +366,8 @@ func (s *syncer) syncDir(ctx context.Context, d *dirState, dstEmpty bool) {
 				continue
 			}
 			files = append(files, fileWork{path: path, src: *se, dst: de})
-		case fsmirror.TypeSymlink:
-			if de != nil && de.Type == fsmirror.TypeSymlink && de.Target == se.Target {
-				s.syncMeta(ctx, path, se, de)
-				continue
-			}
-			s.apply(ctx, &fsmirror.Op{Kind: fsmirror.OpSymlink, Path: path, Entry: *se, Replace: de != nil}, d)
-		default: // fifo, device
-			if de != nil && de.Type == se.Type && de.Rdev == se.Rdev {
-				s.syncMeta(ctx, path, se, de)
-				continue
-			}
-			s.apply(ctx, &fsmirror.Op{Kind: fsmirror.OpMknod, Path: path, Entry: *se, Replace: de != nil}, d)
+		default: // symlink, fifo, device
+			s.syncNode(ctx, path, se, de, d)
 		}
 	}
 	for len(files) > filesPerTask {
@@ -386,6 +376,20 @@ func (s *syncer) syncDir(ctx context.Context, d *dirState, dstEmpty bool) {
 		s.group.Go(func() { s.syncFiles(ctx, d, chunk) })
 	}
 	s.syncFiles(ctx, d, files)
+}
+
+// syncNode makes a symlink, fifo or device node equal: recreated when its
+// target or device differs, else only its metadata set.
+func (s *syncer) syncNode(ctx context.Context, path string, se, de *fsmirror.Entry, d *dirState) {
+	if de != nil && de.Type == se.Type && de.Target == se.Target && de.Rdev == se.Rdev {
+		s.syncMeta(ctx, path, se, de)
+		return
+	}
+	kind := fsmirror.OpMknod
+	if se.Type == fsmirror.TypeSymlink {
+		kind = fsmirror.OpSymlink
+	}
+	s.apply(ctx, &fsmirror.Op{Kind: kind, Path: path, Entry: *se, Replace: de != nil}, d)
 }
 
 func skipReason(t fsmirror.Type) error {

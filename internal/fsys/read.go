@@ -174,33 +174,23 @@ func (r *Root) Lstat(rel string) (fsmirror.Entry, error) {
 	return e, PathErr("stat", rel, err)
 }
 
-// OpenFile opens the regular file rel for reading and returns it with its
-// metadata as of the open, without following a symlink and without blocking
-// on a fifo that replaced the file.
+// OpenFile opens the regular file rel as Open does and returns it with its
+// metadata as of the open; anything but a regular file is ErrNotRegular.
 func (r *Root) OpenFile(rel string) (*File, fsmirror.Entry, error) {
-	d, name, err := r.Parent(rel)
+	f, err := r.Open(rel)
 	if err != nil {
-		return nil, fsmirror.Entry{}, PathErr("open", rel, err)
+		return nil, fsmirror.Entry{}, err
 	}
-	defer d.Release()
-	fd, err := openat(d.fd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	e, err := f.Stat()
 	if err != nil {
-		if err == unix.ELOOP {
-			err = ErrNotRegular
-		}
-		return nil, fsmirror.Entry{}, PathErr("open", rel, err)
-	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		unix.Close(fd)
+		f.Close()
 		return nil, fsmirror.Entry{}, PathErr("stat", rel, err)
 	}
-	e := EntryFromStat(name, &st)
 	if e.Type != fsmirror.TypeFile {
-		unix.Close(fd)
+		f.Close()
 		return nil, e, PathErr("open", rel, ErrNotRegular)
 	}
-	return &File{fd: fd, name: name}, e, nil
+	return f, e, nil
 }
 
 // Open opens the regular file rel for reading, without following a symlink
