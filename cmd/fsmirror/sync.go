@@ -177,11 +177,8 @@ func syncPair(ctx context.Context, p pair, f syncFlags, opt engine.Options, stat
 		}
 		dst = engine.DryRun(inner)
 	} else {
-		if err := os.MkdirAll(filepath.Dir(p.dst), 0o755); err != nil {
-			return fmt.Errorf("create destination: %w", err)
-		}
-		if err := os.Mkdir(p.dst, 0o700); err != nil && !os.IsExist(err) {
-			return fmt.Errorf("create destination: %w", err)
+		if err := createDest(p.dst); err != nil {
+			return err
 		}
 		t, err := local.New(p.dst)
 		if err != nil {
@@ -204,6 +201,18 @@ func syncPair(ctx context.Context, p pair, f syncFlags, opt engine.Options, stat
 	}
 	defer dst.Close()
 	return engine.Sync(ctx, src, dst, opt, stats)
+}
+
+// createDest creates the destination directory dst and its missing parents.
+// dst itself starts owner-only; the sync gives it its source's mode.
+func createDest(dst string) error {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return fmt.Errorf("create destination: %w", err)
+	}
+	if err := os.Mkdir(dst, 0o700); err != nil && !os.IsExist(err) {
+		return fmt.Errorf("create destination: %w", err)
+	}
+	return nil
 }
 
 func addStats(total, s *engine.Stats) {

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -156,11 +154,8 @@ func runWatch(ctx context.Context, f watchFlags, srcs []string, dest string, std
 // watchPair runs the initial sync of one source and then mirrors its
 // changes until ctx ends.
 func watchPair(ctx context.Context, p pair, w *watch.Watcher, src *fsys.Root, idx *index.Index, trusted bool, f watchFlags, flt *filter.Filter, rep *reporter, stats *engine.Stats, stderr io.Writer) error {
-	if err := os.MkdirAll(filepath.Dir(p.dst), 0o755); err != nil {
-		return fmt.Errorf("create destination: %w", err)
-	}
-	if err := os.Mkdir(p.dst, 0o700); err != nil && !os.IsExist(err) {
-		return fmt.Errorf("create destination: %w", err)
+	if err := createDest(p.dst); err != nil {
+		return err
 	}
 	inner, err := local.New(p.dst)
 	if err != nil {
@@ -226,19 +221,13 @@ func periodicRescan(ctx context.Context, live *engine.Live, dst *index.Target, i
 			return
 		case <-t.C:
 		}
-		done := make(chan struct{})
-		unlisted := stats.Unlisted.Load()
 		dst.SetTrusted(false)
-		if !live.Rescan(ctx, "", func() { close(done) }) {
+		complete, ok := fullCompare(ctx, live, stats)
+		if !ok {
 			return
 		}
-		select {
-		case <-done:
-			if stats.Unlisted.Load() == unlisted {
-				dst.SetTrusted(true)
-			}
-		case <-ctx.Done():
-			return
+		if complete {
+			dst.SetTrusted(true)
 		}
 	}
 }
@@ -254,21 +243,32 @@ func completeIndex(ctx context.Context, live *engine.Live, dst *index.Target, id
 			return
 		case <-time.After(wait):
 		}
-		before := stats.Unlisted.Load()
-		done := make(chan struct{})
-		if !live.Rescan(ctx, "", func() { close(done) }) {
+		complete, ok := fullCompare(ctx, live, stats)
+		if !ok {
 			return
 		}
-		select {
-		case <-done:
-		case <-ctx.Done():
-			return
-		}
-		if stats.Unlisted.Load() == before {
+		if complete {
 			dst.SetTrusted(true)
 			idx.ClearIncomplete()
 			return
 		}
 		wait = min(2*wait, time.Minute)
+	}
+}
+
+// fullCompare has the running live mirror compare the whole tree with the
+// destination and waits for it. complete says every directory could be
+// listed; ok is false if ctx ended first.
+func fullCompare(ctx context.Context, live *engine.Live, stats *engine.Stats) (complete, ok bool) {
+	before := stats.Unlisted.Load()
+	done := make(chan struct{})
+	if !live.Rescan(ctx, "", func() { close(done) }) {
+		return false, false
+	}
+	select {
+	case <-done:
+		return stats.Unlisted.Load() == before, true
+	case <-ctx.Done():
+		return false, false
 	}
 }
