@@ -46,12 +46,17 @@ func New(path string) (*Target, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open destination: %w", err)
 	}
-	// The umask is read once, before any worker creates files: reading it
-	// means setting it.
+	return &Target{root: r, umask: processUmask(), Owner: unix.Geteuid() == 0}, nil
+}
+
+// processUmask reads the umask once per process. Reading it means setting
+// it for a moment, so two targets opened at once (watch with several
+// sources) must not both do it: one could read the 0 the other just set.
+var processUmask = sync.OnceValue(func() uint32 {
 	umask := unix.Umask(0)
 	unix.Umask(umask)
-	return &Target{root: r, umask: uint32(umask), Owner: unix.Geteuid() == 0}, nil
-}
+	return uint32(umask)
+})
 
 // Close releases the open directories.
 func (t *Target) Close() error { return t.root.Close() }
