@@ -67,6 +67,7 @@ func (d *destFlags) options() all.Options {
 
 type syncFlags struct {
 	dest       destFlags
+	to         []string // more destinations
 	excludes   excludeFlags
 	workers    int
 	noDelete   bool
@@ -96,6 +97,7 @@ func (f *syncFlags) workersFor(loc all.Location) int {
 func (f *syncFlags) register(cmd *cobra.Command, checksumUsage string) {
 	f.excludes.register(cmd)
 	f.dest.register(cmd)
+	cmd.Flags().StringArrayVar(&f.to, "to", nil, "mirror to `DEST` too (repeatable): each destination has its own queue, and one that is slow or down holds up no other")
 	fl := cmd.Flags()
 	fl.IntVar(&f.workers, "workers", engine.DefaultWorkers(), "parallel walkers and copiers")
 	fl.BoolVar(&f.noDelete, "no-delete", false, "keep what DEST has and SRC does not")
@@ -152,9 +154,15 @@ func runSync(ctx context.Context, f syncFlags, srcs []string, dest string, stdou
 	if err != nil {
 		return err
 	}
-	pairs, err := planPairs(srcs, dest, f.relative, f.dest.options())
+	sources, err := planSources(srcs, append([]string{dest}, f.to...), f.relative, f.dest.options())
 	if err != nil {
 		return &exitError{code: exitSetup, err: err}
+	}
+	var pairs []pair
+	for _, s := range sources {
+		for _, m := range s.mirrors {
+			pairs = append(pairs, m.p)
+		}
 	}
 	asRoot := unix.Geteuid() == 0
 	rep := &reporter{stdout: stdout, stderr: stderr, verbose: f.verbose || f.dryRun, dryRun: f.dryRun}
