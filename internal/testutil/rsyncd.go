@@ -32,6 +32,11 @@ type Rsyncd struct {
 	User, Password, PasswordFile string
 	// Dir holds the configuration, the secrets file and the log.
 	Dir string
+	// SanitizesSymlinks is set when the daemon rewrites symlink targets
+	// that are absolute or leave the module: a daemon that cannot chroot
+	// into the module (one not run by root) does so for safety. A mirror
+	// through it cannot keep such symlinks.
+	SanitizesSymlinks bool
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -128,7 +133,6 @@ func (d *Rsyncd) writeConfig(opt RsyncdOptions) error {
 		"pid file = " + filepath.Join(d.Dir, "rsyncd.pid"),
 		"lock file = " + filepath.Join(d.Dir, "rsyncd.lock"),
 		"log file = " + filepath.Join(d.Dir, "rsyncd.log"),
-		"use chroot = no",
 		"",
 		"[" + d.Module + "]",
 		"path = " + d.Path,
@@ -136,16 +140,19 @@ func (d *Rsyncd) writeConfig(opt RsyncdOptions) error {
 		"auth users = " + d.User,
 		"secrets file = " + filepath.Join(d.Dir, "secrets"),
 		"strict modes = yes",
-		// Without a chroot the daemon rewrites symlink targets unless told
-		// not to; a mirror must keep them as they are.
-		"munge symlinks = no",
 		"numeric ids = yes",
 		"max connections = " + strconv.Itoa(opt.MaxConnections),
 	}
 	if os.Geteuid() == 0 {
 		// As root the daemon drops to nobody unless told otherwise, and
-		// could then neither set owners nor read what it wrote.
-		lines = append(lines, "uid = 0", "gid = 0")
+		// could then neither set owners nor read what it wrote. In a
+		// chroot it keeps symlink targets as they are.
+		lines = append(lines, "uid = 0", "gid = 0", "use chroot = yes")
+	} else {
+		// Without a chroot it sanitizes symlink targets; munged (the
+		// default) they would not even look like the source's.
+		lines = append(lines, "use chroot = no", "munge symlinks = no")
+		d.SanitizesSymlinks = true
 	}
 	lines = append(lines, opt.Extra...)
 	return os.WriteFile(filepath.Join(d.Dir, "rsyncd.conf"), []byte(strings.Join(lines, "\n")+"\n"), 0o644)

@@ -15,13 +15,13 @@ func TestRsyncd(t *testing.T) {
 		t.Fatal(err)
 	}
 	push := func(passwordFile string) (string, error) {
-		out, err := exec.Command("rsync", "-a", "--password-file="+passwordFile, src+"/", d.URL("sub")+"/").CombinedOutput()
+		out, err := exec.Command("rsync", "-a", "--modify-window=-1", "--password-file="+passwordFile, src+"/", d.URL("sub")+"/").CombinedOutput()
 		return string(out), err
 	}
 	if out, err := push(d.PasswordFile); err != nil {
 		t.Fatalf("push: %v\n%s", err, out)
 	}
-	AssertMirror(t, src, filepath.Join(d.Path, "sub"), DiffOptions{Owner: os.Geteuid() == 0, IgnoreRootMeta: true})
+	AssertMirror(t, src, filepath.Join(d.Path, "sub"), DiffOptions{Owner: os.Geteuid() == 0})
 
 	wrong := filepath.Join(t.TempDir(), "wrong")
 	if err := os.WriteFile(wrong, []byte("not-the-password\n"), 0o600); err != nil {

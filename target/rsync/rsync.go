@@ -174,20 +174,32 @@ func (t *Target) SyncPaths(ctx context.Context, paths, trees []string) error {
 	var rootMeta bool
 	var plain, dirs []string
 	for _, p := range paths {
-		switch {
-		case p == "":
+		if p == "" {
 			rootMeta = true
-		case len(trees) > 0 && t.isDir(p):
-			dirs = append(dirs, p) // a recursive run would copy its contents
+			continue
+		}
+		switch t.kind(p) {
+		case underFile:
+		case isDir:
+			if len(trees) > 0 {
+				dirs = append(dirs, p) // a recursive run would copy its contents
+				continue
+			}
+			fallthrough
 		default:
 			plain = append(plain, p)
 		}
 	}
+	var subtrees []string
 	for _, tr := range trees {
 		if tr == "" {
 			return errors.New("rsync: the root is not a tree of SyncPaths: use SyncAll")
 		}
+		if t.kind(tr) != underFile {
+			subtrees = append(subtrees, tr)
+		}
 	}
+	trees = subtrees
 	var partial error
 	step := func(err error) bool {
 		if errors.Is(err, fsmirror.ErrPartial) {
@@ -217,9 +229,27 @@ func (t *Target) SyncPaths(ctx context.Context, paths, trees []string) error {
 	return partial
 }
 
-func (t *Target) isDir(p string) bool {
+type pathKind uint8
+
+const (
+	other     pathKind = iota // anything else, missing included
+	isDir                     // a directory
+	underFile                 // cannot exist: a directory on its way is a file
+)
+
+// kind says what the source has at p. A path below something that is no
+// directory any more is left out of runs: rsync would fail on it (ENOTDIR is
+// not "missing" to --delete-missing-args), and the event of the directory
+// that became a file replaces all of it on the destination.
+func (t *Target) kind(p string) pathKind {
 	fi, err := os.Lstat(filepath.Join(t.src, p))
-	return err == nil && fi.IsDir()
+	switch {
+	case err == nil && fi.IsDir():
+		return isDir
+	case errors.Is(err, syscall.ENOTDIR):
+		return underFile
+	}
+	return other
 }
 
 // runList runs rsync with recurse ("-r" or "-d") on the listed paths.
