@@ -38,10 +38,10 @@ type PathSyncer interface {
 	// SyncPaths brings each of paths to its state in the source: copied
 	// when new or changed, deleted (with what is below it) when the source
 	// no longer has it; for a directory that exists in the source, only the
-	// directory itself, not its contents. The root "" may be one of paths:
-	// its own metadata. Each of trees, which must not be "", is made a mirror
-	// of the source's subtree at that path, deletes included. No path is
-	// below another given path or tree.
+	// directory itself, not its contents. Each of trees, which must not be
+	// "", is made a mirror of the source's subtree at that path, deletes
+	// included. No path or tree is below another one; the root "" may be one
+	// of paths all the same, and stands for its own metadata only.
 	SyncPaths(ctx context.Context, paths, trees []string) error
 	// Close releases the syncer's resources.
 	Close() error
