@@ -36,6 +36,30 @@ func (f *File) Read(p []byte) (int, error) {
 	}
 }
 
+// ReadAt reads len(p) bytes at offset off, without moving the offset.
+func (f *File) ReadAt(p []byte, off int64) (int, error) {
+	done := 0
+	for done < len(p) {
+		n, err := unix.Pread(f.fd, p[done:], off+int64(done))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return done, err
+		}
+		if n == 0 {
+			return done, io.EOF
+		}
+		done += n
+	}
+	return done, nil
+}
+
+// Seek sets the offset of the next Read.
+func (f *File) Seek(offset int64, whence int) (int64, error) {
+	return unix.Seek(f.fd, offset, whence)
+}
+
 // Stat returns the file's metadata now.
 func (f *File) Stat() (fsmirror.Entry, error) {
 	var st unix.Stat_t

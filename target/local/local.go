@@ -83,6 +83,17 @@ func (t *Target) Hash(_ context.Context, path string) ([]byte, error) {
 	return t.root.Hash(path)
 }
 
+// Open opens the regular file at path for reading, without following a
+// symlink. The remote agent reads a file's current version through it to
+// patch a delta against.
+func (t *Target) Open(_ context.Context, path string) (io.ReadSeekCloser, error) {
+	f, _, err := t.root.OpenFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
 // Apply makes op true in the destination.
 func (t *Target) Apply(ctx context.Context, op *fsmirror.Op) error {
 	if err := ctx.Err(); err != nil {
