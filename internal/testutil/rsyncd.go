@@ -103,7 +103,7 @@ func StartRsyncd(dir string, opt RsyncdOptions) (*Rsyncd, error) {
 	// try a few.
 	var err error
 	for range 5 {
-		if d.Port, err = freePort(); err != nil {
+		if d.Port, err = freeTCPPort(); err != nil {
 			return nil, err
 		}
 		if err = d.writeConfig(opt); err != nil {
@@ -116,8 +116,8 @@ func StartRsyncd(dir string, opt RsyncdOptions) (*Rsyncd, error) {
 	return nil, err
 }
 
-// freePort returns a TCP port of 127.0.0.1 that nothing listens on.
-func freePort() (int, error) {
+// freeTCPPort returns a TCP port of 127.0.0.1 that nothing listens on.
+func freeTCPPort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
