@@ -80,6 +80,8 @@ var Codes = []ExitCode{
 	{25, "the --max-delete limit stopped deletions", Partial},
 	{30, "timeout in data send/receive", Retried},
 	{35, "timeout waiting for daemon connection", Retried},
+	{126, "(from the remote shell) the far side's rsync cannot be run", Fatal},
+	{127, "(from the remote shell) the far side has no such rsync", Fatal},
 	{255, "unexplained error (with ssh: the connection failed)", Retried},
 }
 
@@ -99,7 +101,7 @@ func classify(status int, stderr string) (Class, string) {
 			hint = "the module name is the first path component of rsync://host/module/path; `rsync rsync://host/` lists the modules"
 		}
 		return Fatal, hint
-	case (status == 12 || status == 255) && (strings.Contains(lower, "command not found") || strings.Contains(lower, "rsync: not found") ||
+	case status == 126 || status == 127 || (status == 12 || status == 255) && (strings.Contains(lower, "command not found") || strings.Contains(lower, "rsync: not found") ||
 		strings.Contains(lower, "no such file or directory") && strings.Contains(lower, "connection unexpectedly closed (0 bytes")):
 		return Fatal, "the far side has no rsync in its PATH: install it, or give its location with --rsync-path"
 	case (status == 12 || status == 255) && (strings.Contains(stderr, "Permission denied") || strings.Contains(stderr, "Host key verification failed")):
@@ -164,24 +166,29 @@ func (e *ExitError) Unwrap() error {
 }
 
 // tellingLine picks the line of rsync's stderr that says what went wrong:
-// the daemon's @ERROR, else the first "rsync:" line that is not about a
-// vanished file, else the first line that is not rsync's own summary.
+// the daemon's @ERROR, else a line of the remote shell (ssh, or the shell
+// that found no rsync), else the first "rsync:" line, else the first line
+// that is not rsync's own summary. Warnings and vanished files never tell.
 func tellingLine(stderr string) string {
-	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	var lines []string
+	for _, l := range strings.Split(stderr, "\n") {
+		l = strings.TrimSpace(l)
+		if l != "" && !strings.Contains(l, "vanished") && !strings.HasPrefix(l, "Warning:") && !strings.HasPrefix(l, "rsync error: ") && l != "[...]" {
+			lines = append(lines, l)
+		}
+	}
 	for _, l := range lines {
 		if i := strings.Index(l, "@ERROR"); i >= 0 {
-			return strings.TrimSpace(l[i:])
+			return l[i:]
 		}
 	}
 	for _, l := range lines {
-		if strings.HasPrefix(l, "rsync: ") && !strings.Contains(l, "vanished") {
-			return strings.TrimSpace(l)
-		}
-	}
-	for _, l := range lines {
-		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "rsync error: ") {
+		if !strings.HasPrefix(l, "rsync") && !strings.HasPrefix(l, "ERROR: ") {
 			return l
 		}
+	}
+	if len(lines) > 0 {
+		return lines[0]
 	}
 	return ""
 }

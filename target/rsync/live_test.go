@@ -125,6 +125,33 @@ func waitMirror(t *testing.T, m *liveMirror, src, dst string, opt testutil.DiffO
 func TestBatcher_ConvergesThroughDaemon(t *testing.T) {
 	t.Parallel()
 	d := testutil.NewRsyncd(t, testutil.RsyncdOptions{})
+	without := noLinks
+	if d.SanitizesSymlinks {
+		t.Logf("the rsync daemon cannot chroot (not run by root), so it rewrites symlinks that leave the module: no random symlinks")
+		without = append(without, testutil.ChaosSymlink)
+	}
+	dest, err := ParseURL(d.URL("m"))
+	must(t, err)
+	converge(t, dest, Options{PasswordFile: d.PasswordFile}, filepath.Join(d.Path, "m"), without, d.Restart)
+}
+
+// TestBatcher_ConvergesThroughSSH is the same workload through rsync -e ssh
+// to a real sshd, with every SSH connection dropped in the middle.
+func TestBatcher_ConvergesThroughSSH(t *testing.T) {
+	t.Parallel()
+	s := testutil.StartSSHD(t)
+	dst := filepath.Join(t.TempDir(), "dst")
+	dest, err := ParseHostPath(s.User + "@127.0.0.1:" + dst)
+	must(t, err)
+	converge(t, dest, Options{SSH: s.Command}, dst, noLinks, func() error {
+		s.KillSessions()
+		return nil
+	})
+}
+
+// converge runs the convergence workload into dest, whose files are at dst
+// on this machine, and calls cut in the middle of it.
+func converge(t *testing.T, dest Dest, opt Options, dst string, without []testutil.ChaosOp, cut func() error) {
 	dir := t.TempDir()
 	src, outside := filepath.Join(dir, "src"), filepath.Join(dir, "outside")
 	for _, p := range []string{src, outside} {
@@ -136,38 +163,32 @@ func TestBatcher_ConvergesThroughDaemon(t *testing.T) {
 	}
 	t.Logf("chaos seed %d (replay with -chaos.seed=%d)", seed, seed)
 	root := os.Geteuid() == 0
-	without := noLinks
-	if d.SanitizesSymlinks {
-		t.Logf("the rsync daemon cannot chroot (not run by root), so it rewrites symlinks that leave the module: no random symlinks")
-		without = append(without, testutil.ChaosSymlink)
-	}
 	testutil.NastyTree(t, src)
 	if _, err := testutil.Chaos(context.Background(), src, testutil.ChaosOptions{Seed: seed, Ops: 2000, Chown: root, Without: without}); err != nil {
 		t.Fatal(err)
 	}
-	dest, err := ParseURL(d.URL("m"))
-	must(t, err)
-	tg, err := New(src, dest, Options{PasswordFile: d.PasswordFile, Timeout: 20 * time.Second})
+	opt.Timeout = 20 * time.Second
+	tg, err := New(src, dest, opt)
 	must(t, err)
 	m := startLive(t, src, tg, engine.BatchOptions{Processes: 2, RetryMin: 10 * time.Millisecond, RetryMax: 500 * time.Millisecond})
 
 	ctx, cancel := context.WithTimeout(context.Background(), *chaosDuration)
 	defer cancel()
-	restarted := make(chan error, 1)
+	cutDone := make(chan error, 1)
 	go func() {
 		time.Sleep(*chaosDuration / 2)
-		restarted <- d.Restart()
+		cutDone <- cut()
 	}()
 	stats, err := testutil.Chaos(ctx, src, testutil.ChaosOptions{Seed: seed + 1, Chown: root, Outside: outside, Without: without})
 	if err != nil {
 		t.Fatalf("chaos: %v", err)
 	}
-	if err := <-restarted; err != nil {
-		t.Fatalf("restart the daemon: %v", err)
+	if err := <-cutDone; err != nil {
+		t.Fatalf("cut the connections: %v", err)
 	}
 	t.Logf("chaos for %v: %d changes: %v", *chaosDuration, stats.Total(), stats)
-	waitMirror(t, m, src, filepath.Join(d.Path, "m"), testutil.DiffOptions{Owner: root})
+	waitMirror(t, m, src, dst, testutil.DiffOptions{Owner: root})
 	if !strings.Contains(m.log(), "trying again") {
-		t.Logf("no run failed during the daemon restart (it fell between runs); notices:\n%s", m.log())
+		t.Logf("no run failed when the connections were cut (it fell between runs); notices:\n%s", m.log())
 	}
 }

@@ -163,6 +163,15 @@ func TestClassify(t *testing.T) {
 	if want := "rsync exited with status 10 (error in socket I/O): rsync: [sender] failed to connect to h: Connection refused (111)"; e.Error() != want {
 		t.Errorf("Error() = %q, want %q", e.Error(), want)
 	}
+	for stderr, want := range map[string]string{
+		"bash: line 1: /no/rsync: No such file or directory\nrsync: connection unexpectedly closed (0 bytes received so far) [sender]\nrsync error: error in rsync protocol data stream (code 12) at io.c(232) [sender=3.2.7]\n": "bash: line 1: /no/rsync: No such file or directory",
+		"file has vanished: \"/s/a\"\nrsync: [sender] link_stat \"/s/b\" failed: Permission denied (13)\nrsync error: some files/attrs were not transferred (see previous errors) (code 23)\n":                                   `rsync: [sender] link_stat "/s/b" failed: Permission denied (13)`,
+		"Warning: Permanently added '[h]:22' (ED25519) to the list of known hosts.\n@ERROR: auth failed on module m\n":                                                                                                           "@ERROR: auth failed on module m",
+	} {
+		if got := tellingLine(stderr); got != want {
+			t.Errorf("tellingLine(%q) = %q, want %q", stderr, got, want)
+		}
+	}
 	if p := (&ExitError{Status: 23, Class: Partial}); !errors.Is(p, fsmirror.ErrPartial) {
 		t.Errorf("a partial error must wrap ErrPartial")
 	}

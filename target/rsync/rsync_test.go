@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -322,4 +323,61 @@ func TestTarget_Errors(t *testing.T) {
 			t.Errorf("canceled: %v", err)
 		}
 	})
+}
+
+func TestTarget_SSH(t *testing.T) {
+	t.Parallel()
+	s := testutil.StartSSHD(t)
+	ctx := context.Background()
+	src := t.TempDir()
+	dst := filepath.Join(t.TempDir(), "dst")
+	dest, err := ParseHostPath(s.User + "@127.0.0.1:" + dst)
+	must(t, err)
+	tg, err := New(src, dest, Options{SSH: s.Command})
+	must(t, err)
+	testutil.NastyTree(t, src)
+	testutil.Build(t, src, testutil.Dir(".", 0o751).Mtime(mtime))
+	must(t, tg.SyncAll(ctx))
+	testutil.AssertMirror(t, src, dst, diffOpt())
+	must(t, os.WriteFile(filepath.Join(src, "files", "new\nline"), []byte("changed"), 0o644))
+	must(t, os.RemoveAll(filepath.Join(src, "dirs")))
+	must(t, tg.SyncPaths(ctx, []string{"files/new\nline", "dirs", ""}, nil))
+	testutil.AssertMirror(t, src, dst, diffOpt())
+
+	t.Run("no rsync on the far side", func(t *testing.T) {
+		tg, err := New(src, dest, Options{SSH: s.Command, RsyncPath: "/no/such/rsync"})
+		must(t, err)
+		err = tg.SyncAll(ctx)
+		if err == nil || errors.Is(err, fsmirror.ErrTargetDown) || !strings.Contains(err.Error(), "--rsync-path") {
+			t.Errorf("a missing remote rsync: %v, want a fatal error that mentions --rsync-path\n%s", err, stderrOf(err))
+		}
+	})
+	t.Run("login refused", func(t *testing.T) {
+		key := filepath.Join(t.TempDir(), "other")
+		if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key).CombinedOutput(); err != nil {
+			t.Fatalf("ssh-keygen: %v: %s", err, out)
+		}
+		tg, err := New(src, dest, Options{SSH: strings.Replace(s.Command, s.KeyFile, key, 1) + " -o BatchMode=yes"})
+		must(t, err)
+		err = tg.SyncAll(ctx)
+		if err == nil || errors.Is(err, fsmirror.ErrTargetDown) || !strings.Contains(err.Error(), "ssh refused the login") {
+			t.Errorf("a key the server does not know: %v, want a fatal error", err)
+		}
+	})
+	t.Run("server down", func(t *testing.T) {
+		s.Stop()
+		if err := tg.SyncAll(ctx); !errors.Is(err, fsmirror.ErrTargetDown) {
+			t.Errorf("sshd down: %v, want an error wrapping ErrTargetDown", err)
+		}
+		must(t, s.Start())
+		must(t, tg.SyncAll(ctx))
+	})
+}
+
+func stderrOf(err error) string {
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		return "stderr: " + ee.Stderr
+	}
+	return ""
 }
