@@ -238,6 +238,52 @@ func TestBatcher_Run(t *testing.T) {
 			t.Errorf("never more than %d runs at once, with 4 allowed", f.maxRun)
 		}
 	})
+	t.Run("nothing passes a waiting whole-tree sync", func(t *testing.T) {
+		// Two processes and a steady stream of changes: without care, one
+		// run would always be going on, and SyncAll would wait for ever.
+		f := &fakeSyncer{hold: make(chan struct{})}
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			for {
+				time.Sleep(time.Millisecond)
+				select {
+				case f.hold <- struct{}{}:
+				case <-stop:
+					return
+				}
+			}
+		}()
+		b := NewBatcher(f, BatchOptions{Processes: 2})
+		events := make(chan []watch.Event)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		errc := make(chan error, 1)
+		go func() { errc <- b.Run(ctx, events) }()
+		done := make(chan struct{})
+		for i := 0; ; i++ {
+			if i == 20 && !b.Rescan(ctx, "", func() { close(done) }) {
+				t.Fatal("Rescan refused")
+			}
+			select {
+			case events <- []watch.Event{ev(watch.Closed, fmt.Sprintf("d%d/f", i%5))}:
+			case <-ctx.Done():
+				t.Fatal("the whole-tree sync never ran under a steady stream of changes")
+			}
+			if i > 20 {
+				select {
+				case <-done:
+				default:
+					continue
+				}
+				break
+			}
+		}
+		close(events)
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	})
 	t.Run("waits for the close of a file being written", func(t *testing.T) {
 		f := &fakeSyncer{}
 		b := NewBatcher(f, BatchOptions{WriteQuiet: time.Hour, MaxDelay: time.Hour})
