@@ -429,29 +429,15 @@ func (b *Batcher) sync(ctx context.Context, items []*dirty, rootMeta bool) error
 // them busy. The whole tree goes alone.
 func (b *Batcher) take(now time.Time, next *time.Time) []*dirty {
 	var items []*dirty
-	// A ready item that waits for a run makes the later items that touch
-	// its path wait too, so that they cannot keep it waiting for ever
-	// with several processes: it counts as busy until take returns.
-	var waiting []string
-	defer func() {
-		for _, p := range waiting {
-			b.setBusy(p, -1)
-		}
-	}()
 	for _, it := range b.order {
 		if it == nil || len(items) > 0 && it.group != items[0].group {
 			continue
 		}
-		if !b.ready(it, now, next) {
+		if !b.ready(it, now, next) || b.conflicts(it.path) {
 			continue
 		}
-		if it.path == "" && (len(items) > 0 || b.conflicts("")) {
-			break // SyncAll goes alone, and nothing passes it
-		}
-		if b.conflicts(it.path) {
-			b.setBusy(it.path, 1)
-			waiting = append(waiting, it.path)
-			continue
+		if it.path == "" && len(items) > 0 {
+			continue // SyncAll goes alone
 		}
 		b.remove(it)
 		b.setBusy(it.path, 1)

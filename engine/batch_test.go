@@ -238,9 +238,10 @@ func TestBatcher_Run(t *testing.T) {
 			t.Errorf("never more than %d runs at once, with 4 allowed", f.maxRun)
 		}
 	})
-	t.Run("nothing passes a waiting whole-tree sync", func(t *testing.T) {
-		// Two processes and a steady stream of changes: without care, one
-		// run would always be going on, and SyncAll would wait for ever.
+	t.Run("a whole-tree sync does not wait for ever", func(t *testing.T) {
+		// Two processes and a steady stream of changes, so that a run is
+		// nearly always going on: the whole-tree sync swallows what is
+		// queued and what comes after it, so it gets its turn.
 		f := &fakeSyncer{hold: make(chan struct{})}
 		stop := make(chan struct{})
 		defer close(stop)
@@ -254,7 +255,7 @@ func TestBatcher_Run(t *testing.T) {
 				}
 			}
 		}()
-		b := NewBatcher(f, BatchOptions{Processes: 2})
+		b := NewBatcher(f, BatchOptions{Processes: 2, MaxPaths: 4})
 		events := make(chan []watch.Event)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -265,8 +266,12 @@ func TestBatcher_Run(t *testing.T) {
 			if i == 20 && !b.Rescan(ctx, "", func() { close(done) }) {
 				t.Fatal("Rescan refused")
 			}
+			var batch []watch.Event
+			for j := range 8 {
+				batch = append(batch, ev(watch.Closed, fmt.Sprintf("d%d/f%d", j, i)))
+			}
 			select {
-			case events <- []watch.Event{ev(watch.Closed, fmt.Sprintf("d%d/f", i%5))}:
+			case events <- batch:
 			case <-ctx.Done():
 				t.Fatal("the whole-tree sync never ran under a steady stream of changes")
 			}
