@@ -56,11 +56,14 @@ type OpenOptions struct {
 	Source string
 	// Create creates the destination directory if it is missing.
 	Create bool
-	// Filter and NoDelete are the sync's, for destinations that read the
-	// source themselves (rsync): excluded paths are neither sent nor
-	// deleted; NoDelete keeps what the source does not have.
+	// The sync's settings, for destinations that read the source
+	// themselves (rsync): excluded paths are neither sent nor deleted;
+	// NoDelete keeps what the source does not have; Checksum compares
+	// content; DryRun changes nothing but reports what would change.
 	Filter   *filter.Filter
 	NoDelete bool
+	Checksum bool
+	DryRun   bool
 	// OnChange, if set, is told of each change such a destination reports
 	// having made (Op without data; Entry.Type is TypeDir for a
 	// directory). It may be called from several goroutines at once.

@@ -86,6 +86,11 @@ func (l rsyncLocation) OpenSyncer(_ context.Context, o OpenOptions) (fsmirror.Pa
 		Args:         l.o.RsyncArgs,
 		Filter:       o.Filter,
 		NoDelete:     o.NoDelete,
+		Checksum:     o.Checksum,
+		DryRun:       o.DryRun,
+	}
+	if opt.SSH == "ssh" {
+		opt.SSH = "" // rsync.DefaultSSH: ssh with BatchMode
 	}
 	if o.OnChange != nil {
 		opt.Report = func(c rsync.Change) {

@@ -76,6 +76,11 @@ type Options struct {
 	Filter *filter.Filter
 	// NoDelete keeps what the destination has and the source does not.
 	NoDelete bool
+	// Checksum skips files by content, not by size and mtime (rsync -c).
+	Checksum bool
+	// DryRun changes nothing: rsync -n, which still reports what it
+	// would change.
+	DryRun bool
 	// Timeout ends a run that sees no data for that long (--timeout);
 	// zero means DefaultTimeout, negative no timeout.
 	Timeout time.Duration
@@ -300,6 +305,12 @@ func (t *Target) args(mode []string, withFilter bool) []string {
 	}
 	if t.opt.Bwlimit != "" {
 		args = append(args, "--bwlimit="+t.opt.Bwlimit)
+	}
+	if t.opt.Checksum {
+		args = append(args, "--checksum")
+	}
+	if t.opt.DryRun {
+		args = append(args, "--dry-run")
 	}
 	args = append(args, mode...)
 	if withFilter {

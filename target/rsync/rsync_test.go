@@ -381,3 +381,16 @@ func stderrOf(err error) string {
 	}
 	return ""
 }
+
+func TestTarget_DryRun(t *testing.T) {
+	t.Parallel()
+	e := newDaemonEnv(t, Options{DryRun: true, Checksum: true})
+	must(t, os.WriteFile(filepath.Join(e.src, "f"), []byte("x"), 0o644))
+	must(t, e.tg.SyncAll(context.Background()))
+	if _, err := os.Lstat(filepath.Join(e.dst, "f")); err == nil {
+		t.Errorf("a dry run wrote f")
+	}
+	if got := e.took(); !slices.Contains(got, Change{Kind: fsmirror.OpWrite, Path: "f"}) {
+		t.Errorf("a dry run did not report what it would write: %+v", got)
+	}
+}
