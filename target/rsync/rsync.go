@@ -160,13 +160,52 @@ func (t *Target) Dest() Dest { return t.dest }
 // Close does nothing: each run ends with its call.
 func (t *Target) Close() error { return nil }
 
-// SyncAll mirrors the whole source with one recursive rsync.
+// SyncAll mirrors the whole source with one recursive rsync. rsync makes
+// the destination directory but not its parents: when they are missing,
+// SyncAll makes them first (with the far side's default modes).
 func (t *Target) SyncAll(ctx context.Context) error {
 	args := []string{"-r"}
 	if !t.opt.NoDelete {
 		args = append(args, "--delete")
 	}
-	return t.run(ctx, args, nil, true)
+	err := t.run(ctx, args, nil, true)
+	var ee *ExitError
+	if errors.As(err, &ee) && strings.Contains(ee.Stderr, "mkdir ") && strings.Contains(ee.Stderr, "No such file or directory") && !t.opt.DryRun {
+		if perr := t.makeParents(ctx); perr != nil {
+			return fmt.Errorf("%w (and making its parent directories failed: %v)", err, perr)
+		}
+		err = t.run(ctx, args, nil, true)
+	}
+	return err
+}
+
+// makeParents makes the missing directories on the way to the destination
+// with an rsync -r, without times, modes or owners, of an empty tree of
+// them, into the module's root or the remote login directory (or "/" for an
+// absolute path): directories that exist are left as they are.
+func (t *Target) makeParents(ctx context.Context) error {
+	d := t.dest
+	path := strings.TrimPrefix(d.Path, "/")
+	if path == "" {
+		return nil
+	}
+	tmp, err := os.MkdirTemp("", "fsmirror-rsync-parents-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	if err := os.MkdirAll(filepath.Join(tmp, filepath.FromSlash(path)), 0o755); err != nil {
+		return err
+	}
+	if strings.HasPrefix(d.Path, "/") {
+		d.Path = "/"
+	} else {
+		d.Path = ""
+	}
+	top := &Target{src: tmp, dest: d, opt: t.opt, bin: t.bin}
+	top.opt.Args, top.opt.Report, top.opt.Checksum = nil, nil, false
+	return top.runArgs(ctx, []string{top.bin, "-r", "--timeout=" + strconv.Itoa(max(1, int(t.opt.Timeout/time.Second)))},
+		t.connArgs(), []string{tmp + "/", d.Arg()})
 }
 
 // SyncPaths brings paths and trees up to date; see fsmirror.PathSyncer.
@@ -292,17 +331,7 @@ func (t *Target) args(mode []string, withFilter bool) []string {
 	if t.opt.Timeout > 0 {
 		args = append(args, "--timeout="+strconv.Itoa(max(1, int(t.opt.Timeout/time.Second))))
 	}
-	if t.dest.Daemon {
-		args = append(args, "--contimeout="+strconv.Itoa(int(connectTimeout/time.Second)))
-		if t.opt.PasswordFile != "" {
-			args = append(args, "--password-file="+t.opt.PasswordFile)
-		}
-	} else {
-		args = append(args, "-e", t.opt.SSH)
-		if t.opt.RsyncPath != "" {
-			args = append(args, "--rsync-path="+t.opt.RsyncPath)
-		}
-	}
+	args = append(args, t.connArgs()...)
 	if t.opt.Bwlimit != "" {
 		args = append(args, "--bwlimit="+t.opt.Bwlimit)
 	}
@@ -322,13 +351,43 @@ func (t *Target) args(mode []string, withFilter bool) []string {
 	return append(args, t.src+"/", t.dest.Arg())
 }
 
+// connArgs are the options that reach the far side: the daemon's
+// password, or the remote shell and the remote rsync.
+func (t *Target) connArgs() []string {
+	if t.dest.Daemon {
+		args := []string{"--contimeout=" + strconv.Itoa(int(connectTimeout/time.Second))}
+		if t.opt.PasswordFile != "" {
+			args = append(args, "--password-file="+t.opt.PasswordFile)
+		}
+		return args
+	}
+	args := []string{"-e", t.opt.SSH}
+	if t.opt.RsyncPath != "" {
+		args = append(args, "--rsync-path="+t.opt.RsyncPath)
+	}
+	return args
+}
+
 // stopGrace is how long a run that must stop (its context ended) gets to
 // clean up its temporaries after SIGTERM before it is killed.
 const stopGrace = 10 * time.Second
 
 // run runs rsync once with mode options and the file list on stdin.
 func (t *Target) run(ctx context.Context, mode []string, stdin io.Reader, withFilter bool) error {
-	args := t.args(mode, withFilter)
+	return t.exec(ctx, t.args(mode, withFilter), stdin)
+}
+
+// runArgs runs rsync with the concatenated argument lists and no input.
+func (t *Target) runArgs(ctx context.Context, lists ...[]string) error {
+	var args []string
+	for _, l := range lists {
+		args = append(args, l...)
+	}
+	return t.exec(ctx, args, nil)
+}
+
+// exec runs the command line args (rsync first) and classifies its end.
+func (t *Target) exec(ctx context.Context, args []string, stdin io.Reader) error {
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	cmd.Stdin = stdin // nil: /dev/null, so that rsync never waits for a password
 	// A session of its own: no terminal to ask a password on, and a

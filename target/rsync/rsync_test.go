@@ -344,6 +344,15 @@ func TestTarget_SSH(t *testing.T) {
 	must(t, tg.SyncPaths(ctx, []string{"files/new\nline", "dirs", ""}, nil))
 	testutil.AssertMirror(t, src, dst, diffOpt())
 
+	t.Run("missing parents", func(t *testing.T) {
+		deep := filepath.Join(t.TempDir(), "x", "y", "z")
+		dest, err := ParseHostPath(s.User + "@127.0.0.1:" + deep)
+		must(t, err)
+		tg, err := New(src, dest, Options{SSH: s.Command})
+		must(t, err)
+		must(t, tg.SyncAll(ctx))
+		testutil.AssertMirror(t, src, deep, diffOpt())
+	})
 	t.Run("no rsync on the far side", func(t *testing.T) {
 		tg, err := New(src, dest, Options{SSH: s.Command, RsyncPath: "/no/such/rsync"})
 		must(t, err)
@@ -393,4 +402,17 @@ func TestTarget_DryRun(t *testing.T) {
 	if got := e.took(); !slices.Contains(got, Change{Kind: fsmirror.OpWrite, Path: "f"}) {
 		t.Errorf("a dry run did not report what it would write: %+v", got)
 	}
+}
+
+func TestTarget_MakesParents(t *testing.T) {
+	t.Parallel()
+	d := testutil.NewRsyncd(t, testutil.RsyncdOptions{})
+	src := t.TempDir()
+	testutil.Build(t, src, testutil.File("f", "x", 0o644))
+	dest, err := ParseURL(d.URL("a/b/c"))
+	must(t, err)
+	tg, err := New(src, dest, Options{PasswordFile: d.PasswordFile})
+	must(t, err)
+	must(t, tg.SyncAll(context.Background()))
+	testutil.AssertMirror(t, src, filepath.Join(d.Path, "a/b/c"), diffOpt())
 }
