@@ -145,6 +145,13 @@ type Hasher interface {
 	Hash(ctx context.Context, path string) ([]byte, error)
 }
 
+// Pinger is implemented by targets that can be unreachable (remote ones).
+// Ping checks that the destination answers, reconnecting if it must; the
+// live mirror pings a target that went down until it is back.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
 // ErrTargetDown marks an error that concerns the whole target, not one path.
 var ErrTargetDown = errors.New("target unavailable")
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io/fs"
-	"strings"
 	"time"
 
 	"github.com/fsmirror/fsmirror"
@@ -31,6 +30,12 @@ type LiveOptions struct {
 	// OnIdle, if set, is called by the dispatcher each time all known work
 	// is done. Tests use it to wait for quiet.
 	OnIdle func()
+	// OnBackUp, if set, is called by the dispatcher when a target that
+	// went down answers again, and must not block. It is then up to it to
+	// have the tree compared (Rescan): an index of the target may be wrong
+	// about the ops that were in flight when it went down. If it is not
+	// set, the tree is compared at once.
+	OnBackUp func()
 }
 
 var errOverflow = errors.New("the kernel's inotify queue overflowed and events were lost: rescanning the whole tree " +
@@ -55,6 +60,13 @@ type Live struct {
 	linkScan bool                // rescan the whole tree when quiet, to find hard links
 
 	requests chan rescanRequest // from Rescan, to the dispatcher
+
+	busyPaths    *pathSet // the paths of busy items
+	blockedPaths *pathSet // scratch space of dispatch
+
+	down    downState
+	probing bool          // a probe of a down target is under way
+	backUp  chan struct{} // the probe found the target back
 }
 
 type rescanRequest struct {
@@ -104,8 +116,10 @@ func NewLive(src *fsys.Root, dst fsmirror.Target, opt LiveOptions, stats *Stats)
 		opt.WriteQuiet = 250 * time.Millisecond
 	}
 	l := &Live{src: src, dst: dst, opt: opt, stats: stats, links: newLinkIndex(),
-		pending: map[string]*item{}, dirMeta: map[string]struct{}{}, requests: make(chan rescanRequest)}
-	l.syncer = &syncer{src: src, dst: dst, opt: opt.Options, stats: stats, links: map[[2]uint64]*linkGroup{}}
+		pending: map[string]*item{}, dirMeta: map[string]struct{}{}, requests: make(chan rescanRequest),
+		backUp: make(chan struct{}, 1), busyPaths: newPathSet(), blockedPaths: newPathSet()}
+	l.opt.down = &l.down
+	l.syncer = &syncer{src: src, dst: dst, opt: l.opt.Options, stats: stats, links: map[[2]uint64]*linkGroup{}}
 	return l
 }
 
@@ -156,13 +170,23 @@ func (l *Live) Run(ctx context.Context, events <-chan []watch.Event) error {
 	var timerC <-chan time.Time
 	for {
 		now := time.Now()
-		next := l.dispatch(now, work)
-		if len(l.queue) == 0 && len(l.busy) == 0 && l.linkScan {
+		var next time.Time
+		if l.down.isSet() {
+			// Nothing is sent while the target is down: the queue keeps
+			// the dirty paths, and a probe waits for the target.
+			if !l.probing {
+				l.probing = true
+				go l.probe(ctx)
+			}
+		} else {
+			next = l.dispatch(now, work)
+		}
+		if len(l.queue) == 0 && len(l.busy) == 0 && l.linkScan && !l.down.isSet() {
 			l.linkScan = false
 			l.enqueueTree("", now)
 			next = l.dispatch(now, work)
 		}
-		if len(l.queue) == 0 && len(l.busy) == 0 {
+		if len(l.queue) == 0 && len(l.busy) == 0 && !l.down.isSet() {
 			l.fixDirMeta(ctx)
 			if l.opt.OnIdle != nil {
 				l.opt.OnIdle()
@@ -196,6 +220,22 @@ func (l *Live) Run(ctx context.Context, events <-chan []watch.Event) error {
 			if req.done != nil {
 				it.onDone = append(it.onDone, req.done)
 			}
+		case <-l.backUp:
+			// What failed while it was down is found by comparing the
+			// whole tree (with an index, a stat walk of the source).
+			l.probing = false
+			if len(l.busy) == 0 {
+				l.down.clear()
+				l.syncer.report(Event{Kind: EventNotice, Err: errBackUp})
+				if l.opt.OnBackUp != nil {
+					l.opt.OnBackUp()
+				} else {
+					l.enqueueTree("", time.Now())
+				}
+			} else {
+				l.probing = true // wait for the busy workers to fail, then probe again
+				go l.probe(ctx)
+			}
 		case <-timerC:
 		case <-ctx.Done():
 			for len(l.busy) > 0 {
@@ -203,6 +243,30 @@ func (l *Live) Run(ctx context.Context, events <-chan []watch.Event) error {
 			}
 			return ctx.Err()
 		}
+	}
+}
+
+var errBackUp = errors.New("destination reachable again: comparing the tree to send what changed meanwhile")
+
+// probe waits, with growing pauses, until the target answers again, then
+// tells Run.
+func (l *Live) probe(ctx context.Context) {
+	wait := l.down.nextWait()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		var err error
+		if p, ok := l.dst.(fsmirror.Pinger); ok {
+			err = p.Ping(ctx)
+		}
+		if err == nil {
+			l.backUp <- struct{}{}
+			return
+		}
+		wait = l.down.nextWait()
 	}
 }
 
@@ -306,7 +370,8 @@ func (l *Live) remap(r *item) {
 
 // under reports whether path is dir or below it.
 func under(path, dir string) bool {
-	return dir == "" || path == dir || strings.HasPrefix(path, dir+"/")
+	// Without building dir+"/", which would allocate.
+	return dir == "" || len(path) >= len(dir) && path[:len(dir)] == dir && (len(path) == len(dir) || path[len(dir)] == '/')
 }
 
 // overlaps reports whether two items touch a common path.
@@ -333,18 +398,33 @@ const dispatchWindow = 1024
 // overlapping a rename passes it in the queue. It returns when the next
 // waiting item becomes ready, or zero.
 func (l *Live) dispatch(now time.Time, work chan<- *item) (next time.Time) {
-	var blocked []*item // queued items that later overlapping items must not pass
+	if l.busyPaths.exact[""] > 0 {
+		return next // the whole tree is being synced: nothing can run beside it
+	}
+	// Queued items that later overlapping items must not pass.
+	blocked := l.blockedPaths
+	blocked.reset()
 	kept := l.queue[:0]
 	for i, it := range l.queue {
 		if len(l.busy) >= l.opt.Workers || i >= dispatchWindow {
 			kept = append(kept, l.queue[i:]...)
 			break
 		}
-		wait := !l.ready(it, now, &next) || l.overlapsAny(it, l.busy) || l.overlapsAny(it, blocked)
-		if wait {
+		behind := blocked.overlaps(it)
+		if !l.ready(it, now, &next) || behind || l.busyPaths.overlaps(it) {
 			kept = append(kept, it)
-			if it.kind == itemRename || l.overlapsAny(it, blocked) {
-				blocked = append(blocked, it)
+			// Later work must not pass a waiting rename, nor a waiting
+			// subtree sync: with a steady stream of work below it, a
+			// subtree (the whole tree, after a target was down) would
+			// otherwise wait for ever. An item below one that is already
+			// blocked adds nothing.
+			if (it.kind == itemRename || it.kind == itemTree || behind) && !(it.kind != itemRename && blocked.covers(it.path)) {
+				blocked.add(it)
+				if it.path == "" && it.kind != itemRename {
+					// The whole tree waits: nothing behind it can pass.
+					kept = append(kept, l.queue[i+1:]...)
+					break
+				}
 			}
 			continue
 		}
@@ -352,19 +432,11 @@ func (l *Live) dispatch(now time.Time, work chan<- *item) (next time.Time) {
 			delete(l.pending, it.path)
 		}
 		l.busy = append(l.busy, it)
+		l.busyPaths.add(it)
 		work <- it
 	}
 	l.queue = kept
 	return next
-}
-
-func (l *Live) overlapsAny(it *item, others []*item) bool {
-	for _, o := range others {
-		if overlaps(it, o) {
-			return true
-		}
-	}
-	return false
 }
 
 // ready reports whether it has settled, else lowers next to when it will.
@@ -395,6 +467,7 @@ func (l *Live) finish(r result) {
 	for i, b := range l.busy {
 		if b == r.it {
 			l.busy = append(l.busy[:i], l.busy[i+1:]...)
+			l.busyPaths.remove(b)
 			break
 		}
 	}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -10,7 +11,8 @@ import (
 
 func newTestLive(workers int) *Live {
 	return &Live{opt: LiveOptions{Options: Options{Workers: workers}, MaxDelay: time.Second},
-		pending: map[string]*item{}, dirMeta: map[string]struct{}{}, links: newLinkIndex()}
+		pending: map[string]*item{}, dirMeta: map[string]struct{}{}, links: newLinkIndex(),
+		busyPaths: newPathSet(), blockedPaths: newPathSet()}
 }
 
 // queued describes the queue as kind:path strings, in order.
@@ -194,5 +196,47 @@ func TestLinkIndex(t *testing.T) {
 	x.set("e/c", [2]uint64{1, 3})
 	if got := x.others("a", k); len(got) != 0 {
 		t.Fatalf("others = %v, want none", got)
+	}
+}
+
+// TestPathSet_AgreesWithOverlaps checks the dispatcher's indexed overlap
+// test against the pairwise one it replaces, on random items.
+func TestPathSet_AgreesWithOverlaps(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	paths := []string{"", "a", "a/b", "a/b/c", "a/bc", "ab", "b", "b/a", "a/b/c/d"}
+	randItem := func() *item {
+		it := &item{kind: itemKind(1 + rng.IntN(3)), path: paths[rng.IntN(len(paths))]}
+		if it.kind == itemRename {
+			it.from = paths[rng.IntN(len(paths))]
+		}
+		return it
+	}
+	for range 2000 {
+		set := newPathSet()
+		var in []*item
+		for range rng.IntN(4) {
+			x := randItem()
+			set.add(x)
+			in = append(in, x)
+		}
+		if len(in) > 0 && rng.IntN(2) == 0 { // and one removed again
+			set.remove(in[0])
+			in = in[1:]
+		}
+		it := randItem()
+		want := false
+		for _, x := range in {
+			want = want || overlaps(it, x)
+		}
+		if got := set.overlaps(it); got != want {
+			t.Fatalf("item %+v against %d items: pathSet says %v, overlaps says %v", *it, len(in), got, want)
+		}
+		wantCover := false
+		for _, x := range in {
+			wantCover = wantCover || under(it.path, x.path) || x.kind == itemRename && under(it.path, x.from)
+		}
+		if got := set.covers(it.path); got != wantCover {
+			t.Fatalf("covers(%q): pathSet says %v, want %v", it.path, got, wantCover)
+		}
 	}
 }

@@ -13,6 +13,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"runtime"
 	"slices"
@@ -39,6 +40,10 @@ type Options struct {
 	// vanishes or changes while it is handled is no error: its own event
 	// follows.
 	live bool
+	// down, for a live mirror, is set when the target reported
+	// ErrTargetDown: the failed work is not an error, it is done again
+	// when the target is back.
+	down *downState
 	// Report, if set, is told of every change, skip and error. Calls are
 	// serialised.
 	Report func(Event)
@@ -241,6 +246,12 @@ func (s *syncer) report(ev Event) {
 
 func (s *syncer) fail(path string, err error) {
 	if errors.Is(err, context.Canceled) {
+		return
+	}
+	if s.opt.down != nil && errors.Is(err, fsmirror.ErrTargetDown) {
+		if s.opt.down.set() {
+			s.report(Event{Kind: EventNotice, Err: fmt.Errorf("destination unreachable (%v): changes are kept and sent when it is back", err)})
+		}
 		return
 	}
 	if s.opt.live && (isGone(err) || errors.Is(err, errChanging) || errors.Is(err, fsys.ErrNotRegular)) {

@@ -34,6 +34,7 @@ type Target struct {
 var (
 	_ fsmirror.Target = (*Target)(nil)
 	_ fsmirror.Hasher = (*Target)(nil)
+	_ fsmirror.Pinger = (*Target)(nil)
 )
 
 // Wrap returns a Target that applies ops to inner and records them in x.
@@ -88,6 +89,14 @@ func (t *Target) Hash(ctx context.Context, path string) ([]byte, error) {
 		return h.Hash(ctx, path)
 	}
 	return nil, errors.ErrUnsupported
+}
+
+// Ping checks that the destination answers, if it can be unreachable.
+func (t *Target) Ping(ctx context.Context) error {
+	if p, ok := t.inner.(fsmirror.Pinger); ok {
+		return p.Ping(ctx)
+	}
+	return nil
 }
 
 // Close closes the destination. The index stays open: it is its owner's to

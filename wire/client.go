@@ -186,11 +186,11 @@ func (c *Client) fail(err error) {
 	c.pending = nil
 	c.mu.Unlock()
 	c.fw.fail(c.err)
-	c.rwc.Close()
 	for _, cl := range pending {
 		cl.err = c.err
 		close(cl.done)
 	}
+	c.rwc.Close()
 }
 
 func (c *Client) readLoop() {
@@ -280,7 +280,8 @@ func (c *Client) take(id uint64) *call {
 }
 
 // start registers a request and sends its first frame.
-func (c *Client) start(ctx context.Context, typ byte, build func(e *enc)) (uint64, *call, error) {
+// size is a guess of the message's size, to allocate it once.
+func (c *Client) start(ctx context.Context, typ byte, size int, build func(e *enc)) (uint64, *call, error) {
 	select {
 	case c.slots <- struct{}{}:
 	case <-ctx.Done():
@@ -299,13 +300,18 @@ func (c *Client) start(ctx context.Context, typ byte, build func(e *enc)) (uint6
 	}
 	c.pending[id] = cl
 	c.mu.Unlock()
-	var e enc
+	e := enc{b: make([]byte, 0, size)}
 	e.uint(id)
 	build(&e)
 	if err := c.fw.write(typ, e.b); err != nil {
 		c.fail(err)
 	}
 	return id, cl, nil
+}
+
+// opSize is about the size of op's encoding, without content.
+func opSize(op *fsmirror.Op) int {
+	return 128 + len(op.Path) + len(op.From) + len(op.Entry.Name) + len(op.Entry.Target)
 }
 
 // wait waits for the answer to a request.
@@ -319,8 +325,8 @@ func (c *Client) wait(ctx context.Context, cl *call) error {
 	}
 }
 
-func (c *Client) do(ctx context.Context, typ byte, build func(e *enc)) (*call, error) {
-	_, cl, err := c.start(ctx, typ, build)
+func (c *Client) do(ctx context.Context, typ byte, size int, build func(e *enc)) (*call, error) {
+	_, cl, err := c.start(ctx, typ, size, build)
 	if err != nil {
 		return nil, err
 	}
@@ -332,7 +338,7 @@ func (c *Client) ReadDir(ctx context.Context, dir string) ([]fsmirror.Entry, err
 	if !fsmirror.IsValidPath(dir) {
 		return nil, &fsmirror.PathError{Op: "read directory", Path: dir, Err: errInvalidPath}
 	}
-	cl, err := c.do(ctx, msgReadDir, func(e *enc) { e.string(dir) })
+	cl, err := c.do(ctx, msgReadDir, 16+len(dir), func(e *enc) { e.string(dir) })
 	if err != nil {
 		return nil, err
 	}
@@ -344,7 +350,7 @@ func (c *Client) Lstat(ctx context.Context, path string) (fsmirror.Entry, error)
 	if !fsmirror.IsValidPath(path) {
 		return fsmirror.Entry{}, &fsmirror.PathError{Op: "lstat", Path: path, Err: errInvalidPath}
 	}
-	cl, err := c.do(ctx, msgLstat, func(e *enc) { e.string(path) })
+	cl, err := c.do(ctx, msgLstat, 16+len(path), func(e *enc) { e.string(path) })
 	if err != nil {
 		return fsmirror.Entry{}, err
 	}
@@ -356,7 +362,7 @@ func (c *Client) Hash(ctx context.Context, path string) ([]byte, error) {
 	if !fsmirror.IsValidPath(path) {
 		return nil, &fsmirror.PathError{Op: "hash", Path: path, Err: errInvalidPath}
 	}
-	cl, err := c.do(ctx, msgHash, func(e *enc) { e.string(path) })
+	cl, err := c.do(ctx, msgHash, 16+len(path), func(e *enc) { e.string(path) })
 	if err != nil {
 		return nil, err
 	}
@@ -372,7 +378,7 @@ func (c *Client) Apply(ctx context.Context, op *fsmirror.Op) error {
 		return &fsmirror.PathError{Op: op.Kind.String(), Path: op.Path, Err: errInvalidPath}
 	}
 	if op.Kind != fsmirror.OpWrite {
-		_, err := c.do(ctx, msgApply, func(e *enc) { encodeOp(e, op); e.byte1(dataNone) })
+		_, err := c.do(ctx, msgApply, opSize(op), func(e *enc) { encodeOp(e, op); e.byte1(dataNone) })
 		return err
 	}
 	if op.Data == nil {
@@ -407,7 +413,7 @@ func (c *Client) write(ctx context.Context, op *fsmirror.Op) error {
 	n, rerr := io.ReadFull(op.Data, buf)
 	if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
 		if !c.o.Compress || n < 1024 {
-			_, err := c.do(ctx, msgApply, func(e *enc) { encodeOp(e, op); e.byte1(dataInline); e.bytes(buf[:n]) })
+			_, err := c.do(ctx, msgApply, opSize(op)+n, func(e *enc) { encodeOp(e, op); e.byte1(dataInline); e.bytes(buf[:n]) })
 			return err
 		}
 		rerr = nil
@@ -415,7 +421,7 @@ func (c *Client) write(ctx context.Context, op *fsmirror.Op) error {
 	if rerr != nil {
 		return &fsmirror.PathError{Op: "read source", Path: op.Path, Err: rerr}
 	}
-	id, cl, err := c.start(ctx, msgApply, func(e *enc) { encodeOp(e, op); e.byte1(dataStreamed) })
+	id, cl, err := c.start(ctx, msgApply, opSize(op), func(e *enc) { encodeOp(e, op); e.byte1(dataStreamed) })
 	if err != nil {
 		return err
 	}
@@ -519,7 +525,7 @@ func blockLen(size int64) uint64 {
 // patch sends op's content as a delta against the far side's version of
 // op.Path. errWholeInstead means it could not, and nothing was written.
 func (c *Client) patch(ctx context.Context, op *fsmirror.Op, src io.Reader) error {
-	cl, err := c.do(ctx, msgSignature, func(e *enc) { e.string(op.Path); e.uint(blockLen(op.Entry.Size)) })
+	cl, err := c.do(ctx, msgSignature, 32+len(op.Path), func(e *enc) { e.string(op.Path); e.uint(blockLen(op.Entry.Size)) })
 	if err != nil {
 		if errors.Is(err, fsmirror.ErrTargetDown) || ctx.Err() != nil {
 			return err
@@ -530,26 +536,48 @@ func (c *Client) patch(ctx context.Context, op *fsmirror.Op, src io.Reader) erro
 	if err != nil {
 		return errWholeInstead
 	}
-	id, pcl, err := c.start(ctx, msgPatch, func(e *enc) { encodeOp(e, op); e.byte1(dataStreamed) })
+	id, pcl, err := c.start(ctx, msgPatch, opSize(op), func(e *enc) { encodeOp(e, op); e.byte1(dataStreamed) })
 	if err != nil {
 		return err
 	}
 	s := streamer{c: c, id: id, cl: pcl}
 	h := &countingHash{h: sha256.New()}
 	w := bufio.NewWriterSize(&s, chunkSize) // librsync writes a command at a time
-	derr := librsync.Delta(sig, io.TeeReader(src, h), w)
+	derr := librsync.Delta(sig, io.TeeReader(src, h), &deltaGuard{w: w, in: h})
 	if derr == nil {
 		derr = w.Flush()
 	}
 	s.end(h.n, h.h.Sum(nil), derr != nil || s.stopped)
 	err = c.wait(ctx, pcl)
 	switch {
+	case errors.Is(derr, errNoGain):
+		return errWholeInstead
 	case derr != nil && !s.stopped && err == nil:
 		return &fsmirror.PathError{Op: "read source", Path: op.Path, Err: derr}
 	case errors.Is(err, syscall.EBADMSG):
 		return errWholeInstead // the patched file did not match: rare, send whole
 	}
 	return err
+}
+
+// errNoGain stops a delta that is mostly literal data: the file changed too
+// much for a delta to pay, and making one is much slower than sending it.
+var errNoGain = errors.New("delta does not pay")
+
+// deltaGuard passes a delta on, and fails it with errNoGain once it is
+// clear that it is mostly literal data.
+type deltaGuard struct {
+	w   io.Writer
+	in  *countingHash // the source read so far
+	out int64
+}
+
+func (g *deltaGuard) Write(p []byte) (int, error) {
+	g.out += int64(len(p))
+	if g.in.n >= 1<<20 && g.out > g.in.n/2 {
+		return 0, errNoGain
+	}
+	return g.w.Write(p)
 }
 
 // countingHash hashes and counts what is written to it.

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"runtime"
 	"sync"
 	"sync/atomic"
 )
@@ -81,18 +82,27 @@ func (fr *frameReader) read() (byte, []byte, error) {
 	return b[0], b[1:], nil
 }
 
-// frameWriter writes whole frames from many goroutines. It flushes when no
-// other writer is waiting, so frames sent at once share one write.
+// frameWriter writes whole frames from many goroutines. Frames are
+// buffered and flushed by a goroutine of its own, which first lets the
+// other runnable goroutines add theirs: under load many frames share one
+// write (and one SSH packet), while a lone frame goes out at once.
 type frameWriter struct {
 	mu      sync.Mutex
 	w       *bufio.Writer
-	waiting atomic.Int32
 	err     error
-	n       atomic.Int64 // bytes written
+	pending bool          // a flush is due
+	kick    chan struct{} // wakes the flusher
+	n       atomic.Int64  // bytes written
 }
 
+// flushAt is the buffered size at which a writer flushes itself instead of
+// waiting for the flusher.
+const flushAt = 256 << 10
+
 func newFrameWriter(w io.Writer) *frameWriter {
-	return &frameWriter{w: bufio.NewWriterSize(w, 64<<10)}
+	fw := &frameWriter{w: bufio.NewWriterSize(w, flushAt+MaxFrame), kick: make(chan struct{}, 1)}
+	go fw.flusher()
+	return fw
 }
 
 // write sends one frame of type typ with message msg.
@@ -100,10 +110,8 @@ func (fw *frameWriter) write(typ byte, msg []byte) error {
 	if len(msg)+1 > MaxFrame {
 		return fmt.Errorf("wire: frame of %d bytes is too large", len(msg)+1)
 	}
-	fw.waiting.Add(1)
 	fw.mu.Lock()
 	defer fw.mu.Unlock()
-	fw.waiting.Add(-1)
 	if fw.err != nil {
 		return fw.err
 	}
@@ -113,10 +121,45 @@ func (fw *frameWriter) write(typ byte, msg []byte) error {
 	fw.w.Write(hdr[:])
 	fw.w.Write(msg)
 	fw.n.Add(int64(len(msg)) + 5)
-	if fw.waiting.Load() == 0 {
+	if fw.w.Buffered() >= flushAt {
+		fw.err = fw.w.Flush()
+		return fw.err
+	}
+	if !fw.pending {
+		fw.pending = true
+		select {
+		case fw.kick <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// flush writes out what is buffered now.
+func (fw *frameWriter) flush() error {
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	if fw.err == nil {
 		fw.err = fw.w.Flush()
 	}
 	return fw.err
+}
+
+// flusher flushes what is buffered, until the writer fails.
+func (fw *frameWriter) flusher() {
+	for range fw.kick {
+		runtime.Gosched() // let the frames that are being made join
+		fw.mu.Lock()
+		fw.pending = false
+		if fw.err == nil {
+			fw.err = fw.w.Flush()
+		}
+		err := fw.err
+		fw.mu.Unlock()
+		if err != nil {
+			return
+		}
+	}
 }
 
 // fail makes every later write return err.
@@ -126,4 +169,8 @@ func (fw *frameWriter) fail(err error) {
 		fw.err = err
 	}
 	fw.mu.Unlock()
+	select {
+	case fw.kick <- struct{}{}: // the flusher sees the error and ends
+	default:
+	}
 }

@@ -54,8 +54,14 @@ func (s *Server) Serve(ctx context.Context, r io.Reader, w io.Writer) error {
 	if c.max <= 0 {
 		c.max = 4096
 	}
+	defer c.fw.fail(errConnClosed) // ends the flusher
 	if err := c.handshake(); err != nil {
+		c.fw.flush()
 		return err
+	}
+	c.jobs = make(chan func())
+	for range poolSize {
+		go c.worker()
 	}
 	err := c.loop()
 	cancel()
@@ -65,6 +71,8 @@ func (s *Server) Serve(ctx context.Context, r io.Reader, w io.Writer) error {
 	}
 	c.mu.Unlock()
 	c.wg.Wait()
+	close(c.jobs)
+	c.fw.flush() // the last answers, or the error that ends the connection
 	if errors.Is(err, io.EOF) {
 		return nil
 	}
@@ -84,6 +92,7 @@ type serverConn struct {
 	mu       sync.Mutex
 	streams  map[uint64]*stream // writes and patches whose data is arriving
 	inFlight int
+	jobs     chan func()
 }
 
 // stream is the data of one write or patch, arriving in data frames.
@@ -174,6 +183,7 @@ func (c *serverConn) frame(typ byte, msg []byte) error {
 		return nil
 	}
 	id := d.uint()
+	streamed := false
 	var run func() (reply func(*enc) byte, err error)
 	switch typ {
 	case msgReadDir:
@@ -217,6 +227,7 @@ func (c *serverConn) frame(typ byte, msg []byte) error {
 			d.fail("patch without a streamed delta")
 		}
 		var st *stream
+		streamed = how == dataStreamed
 		if d.err == nil && how == dataStreamed {
 			st = &stream{}
 			st.pr, st.pw = io.Pipe()
@@ -254,7 +265,7 @@ func (c *serverConn) frame(typ byte, msg []byte) error {
 		return fmt.Errorf("more than %d requests in flight", c.max)
 	}
 	c.wg.Add(1)
-	go func() {
+	job := func() {
 		defer c.wg.Done()
 		reply, err := run()
 		c.mu.Lock()
@@ -273,8 +284,29 @@ func (c *serverConn) frame(typ byte, msg []byte) error {
 			e.uint(id)
 			c.fw.write(msgOK, e.b)
 		}
-	}()
+	}
+	// An idle pooled goroutine takes the request if there is one: its
+	// stack has already grown to what applying an op needs. A request
+	// whose data is still arriving always gets a goroutine of its own, so
+	// that its data never waits behind it in the pool.
+	if !streamed {
+		select {
+		case c.jobs <- job:
+			return nil
+		default:
+		}
+	}
+	go job()
 	return nil
+}
+
+// poolSize is the number of long-lived goroutines that serve requests.
+const poolSize = 32
+
+func (c *serverConn) worker() {
+	for job := range c.jobs {
+		job()
+	}
 }
 
 // How a write's content travels.

@@ -413,3 +413,28 @@ func TestServer_BadPatchLeavesFile(t *testing.T) {
 }
 
 var _ io.Reader = (*checkedReader)(nil)
+
+func TestClient_DeltaOfRewrittenFile(t *testing.T) {
+	ctx := context.Background()
+	src, dst := t.TempDir(), t.TempDir()
+	c, _ := serve(t, dst, ClientOptions{})
+	a, b := make([]byte, 4<<20), make([]byte, 4<<20)
+	rand.Read(a)
+	rand.Read(b)
+	os.WriteFile(filepath.Join(dst, "f"), a, 0o644)
+	os.WriteFile(filepath.Join(src, "f"), b, 0o644)
+	before := c.BytesSent()
+	op, done := fileOp(t, filepath.Join(src, "f"), "f", true)
+	defer done()
+	if err := c.Apply(ctx, op); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dst, "f")); !bytes.Equal(got, b) {
+		t.Fatal("a rewritten file sent after a given-up delta differs from the source")
+	}
+	// The delta is given up after about a MiB: what crosses is the
+	// file once plus that.
+	if sent := c.BytesSent() - before; sent > int64(len(b))+(2<<20) {
+		t.Fatalf("sent %d bytes for a rewritten %d-byte file", sent, len(b))
+	}
+}

@@ -110,6 +110,9 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
   fsmirror sync   SRC... DEST   make DEST a mirror of SRC, then exit
   fsmirror watch  SRC... DEST   mirror, then keep mirroring every change until stopped
   fsmirror verify SRC DEST      compare two trees; exit 0 equal, 1 different, 2 error
+  fsmirror agent --root DIR     the far end of an SSH destination (started by fsmirror)
+
+DEST is a local directory, [user@]host:path or ssh://[user@]host[:port]/path.
 
 Exit codes: 0 done, 1 finished but some paths failed (each is reported),
 2 usage or setup error (nothing was written).`,
@@ -122,6 +125,7 @@ Exit codes: 0 done, 1 finished but some paths failed (each is reported),
 		return setupErr("%v (see 'fsmirror %s --help')", err, c.Name())
 	})
 	root.CompletionOptions.HiddenDefaultCmd = true
-	root.AddCommand(newSyncCmd(stdout, stderr), newWatchCmd(stdout, stderr), newVerifyCmd(stdout, stderr))
+	root.AddCommand(newSyncCmd(stdout, stderr), newWatchCmd(stdout, stderr), newVerifyCmd(stdout, stderr),
+		newAgentCmd(os.Stdin, stdout, stderr))
 	return root
 }

@@ -7,42 +7,35 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/fsmirror/fsmirror/target/all"
 )
 
-// pair is one source directory and the local directory it is mirrored to.
+// pair is one source directory and the destination directory it is
+// mirrored to.
 type pair struct {
 	src    string // as given, made absolute
-	dst    string
+	dst    all.Location
 	prefix string // dst relative to DEST, for messages ("" for one SRC)
-}
-
-// isRemote reports whether dest names a remote destination rather than a
-// local path: "scheme://..." or "[user@]host:path" with no '/' before the ':'.
-func isRemote(dest string) bool {
-	if strings.Contains(dest, "://") {
-		return true
-	}
-	i := strings.IndexByte(dest, ':')
-	return i > 0 && !strings.Contains(dest[:i], "/")
 }
 
 // planPairs checks the sources and the destination and decides where each
 // source goes: one SRC mirrors to DEST itself, several go to DEST/<basename>,
 // and with relative each goes to DEST/<its absolute path>. It writes nothing.
-func planPairs(srcs []string, dest string, relative bool) ([]pair, error) {
-	if isRemote(dest) {
-		return nil, fmt.Errorf("destination %q: remote destinations are not supported yet; give a local directory", dest)
-	}
-	destAbs, err := filepath.Abs(dest)
+func planPairs(srcs []string, dest string, relative bool, o all.Options) ([]pair, error) {
+	loc, err := all.Parse(dest, o)
 	if err != nil {
-		return nil, fmt.Errorf("destination %q: %w", dest, err)
+		return nil, err
 	}
-	if fi, err := os.Stat(destAbs); err == nil && !fi.IsDir() {
-		return nil, fmt.Errorf("destination %s exists and is not a directory", dest)
-	}
-	destReal, err := realPath(destAbs)
-	if err != nil {
-		return nil, fmt.Errorf("destination %s: %w", dest, err)
+	var destAbs, destReal string
+	if l, ok := loc.(all.Local); ok {
+		destAbs = l.Path()
+		if fi, err := os.Stat(destAbs); err == nil && !fi.IsDir() {
+			return nil, fmt.Errorf("destination %s exists and is not a directory", dest)
+		}
+		if destReal, err = realPath(destAbs); err != nil {
+			return nil, fmt.Errorf("destination %s: %w", dest, err)
+		}
 	}
 	var pairs []pair
 	seen := map[string]string{}
@@ -65,10 +58,12 @@ func planPairs(srcs []string, dest string, relative bool) ([]pair, error) {
 		if err != nil {
 			return nil, fmt.Errorf("source %s: %w", src, unwrapPathErr(err))
 		}
-		if err := checkOverlap(src, srcReal, dest, destReal); err != nil {
-			return nil, err
+		if destReal != "" {
+			if err := checkOverlap(src, srcReal, dest, destReal); err != nil {
+				return nil, err
+			}
 		}
-		p := pair{src: srcAbs, dst: destAbs}
+		p := pair{src: srcAbs, dst: loc}
 		switch {
 		case relative:
 			p.prefix = strings.TrimPrefix(srcAbs, "/")
@@ -79,7 +74,7 @@ func planPairs(srcs []string, dest string, relative bool) ([]pair, error) {
 			}
 		}
 		if p.prefix != "" {
-			p.dst = filepath.Join(destAbs, p.prefix)
+			p.dst = loc.Sub(p.prefix)
 			if other, dup := seen[p.prefix]; dup {
 				return nil, fmt.Errorf("sources %s and %s would both go to %s; use --relative", other, src, p.dst)
 			}

@@ -50,9 +50,9 @@ func openIndex(stateDir string, p pair, verifyOnStart bool, stderr io.Writer) (*
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return nil, false, fmt.Errorf("create state directory: %w", err)
 	}
-	path := indexPath(stateDir, p.dst)
+	path := indexPath(stateDir, p.dst.Key())
 	_, statErr := os.Stat(path)
-	idx, err := index.Open(path, p.src, p.dst)
+	idx, err := index.Open(path, p.src, p.dst.Key())
 	if err != nil {
 		return nil, false, err
 	}

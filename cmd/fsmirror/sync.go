@@ -5,8 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
+	"io/fs"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -16,7 +15,7 @@ import (
 	"github.com/fsmirror/fsmirror/engine"
 	"github.com/fsmirror/fsmirror/filter"
 	"github.com/fsmirror/fsmirror/internal/fsys"
-	"github.com/fsmirror/fsmirror/target/local"
+	"github.com/fsmirror/fsmirror/target/all"
 )
 
 // excludeFlags are the exclude options shared by sync and verify.
@@ -46,7 +45,28 @@ func (x *excludeFlags) filter() (*filter.Filter, error) {
 	return f, nil
 }
 
+// destFlags are the settings of remote destinations.
+type destFlags struct {
+	ssh            string
+	remoteFsmirror string
+	installAgent   bool
+	compress       bool
+}
+
+func (d *destFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&d.ssh, "ssh", "ssh", "for [user@]host:path and ssh:// destinations: the ssh `COMMAND` and its options, e.g. \"ssh -p 2222 -i key\"")
+	fl.StringVar(&d.remoteFsmirror, "remote-fsmirror", "fsmirror", "the fsmirror binary on the remote host (`PATH`)")
+	fl.BoolVar(&d.installAgent, "install-agent", false, "copy this fsmirror binary to the remote host's cache directory (once per build) and run that")
+	fl.BoolVarP(&d.compress, "compress", "z", false, "compress file content sent to remote destinations")
+}
+
+func (d *destFlags) options() all.Options {
+	return all.Options{SSH: d.ssh, RemoteFsmirror: d.remoteFsmirror, InstallAgent: d.installAgent, Compress: d.compress}
+}
+
 type syncFlags struct {
+	dest       destFlags
 	excludes   excludeFlags
 	workers    int
 	noDelete   bool
@@ -56,11 +76,26 @@ type syncFlags struct {
 	relative   bool
 	noProgress bool
 	stateDir   string
+	workersSet bool // --workers was given
+}
+
+// remoteWorkers is the default number of workers for a remote destination:
+// they mostly wait for answers, and more of them keep more requests in
+// flight on the connection.
+const remoteWorkers = 32
+
+// workersFor returns the number of workers for destination loc.
+func (f *syncFlags) workersFor(loc all.Location) int {
+	if _, local := loc.(all.Local); local || f.workersSet {
+		return f.workers
+	}
+	return max(f.workers, remoteWorkers)
 }
 
 // register adds the flags that sync and watch share.
 func (f *syncFlags) register(cmd *cobra.Command, checksumUsage string) {
 	f.excludes.register(cmd)
+	f.dest.register(cmd)
 	fl := cmd.Flags()
 	fl.IntVar(&f.workers, "workers", engine.DefaultWorkers(), "parallel walkers and copiers")
 	fl.BoolVar(&f.noDelete, "no-delete", false, "keep what DEST has and SRC does not")
@@ -97,6 +132,7 @@ an excluded directory is not descended.`,
   fsmirror sync --dry-run /data /mnt/data               # show what would change`,
 		Args: usageArgs(cobra.MinimumNArgs(2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			f.workersSet = cmd.Flags().Changed("workers")
 			return runSync(cmd.Context(), f, args[:len(args)-1], args[len(args)-1], stdout, stderr)
 		},
 	}
@@ -116,18 +152,19 @@ func runSync(ctx context.Context, f syncFlags, srcs []string, dest string, stdou
 	if err != nil {
 		return err
 	}
-	pairs, err := planPairs(srcs, dest, f.relative)
+	pairs, err := planPairs(srcs, dest, f.relative, f.dest.options())
 	if err != nil {
 		return &exitError{code: exitSetup, err: err}
 	}
 	asRoot := unix.Geteuid() == 0
 	rep := &reporter{stdout: stdout, stderr: stderr, verbose: f.verbose || f.dryRun, dryRun: f.dryRun}
 	var total engine.Stats
+	var sent int64 // bytes sent to remote destinations
 	start := time.Now()
 	for _, p := range pairs {
 		rep.prefix = p.prefix
 		opt := engine.Options{
-			Workers:  f.workers,
+			Workers:  f.workersFor(p.dst),
 			NoDelete: f.noDelete,
 			Checksum: f.checksum,
 			Filter:   flt,
@@ -136,7 +173,7 @@ func runSync(ctx context.Context, f syncFlags, srcs []string, dest string, stdou
 		}
 		stats := &engine.Stats{}
 		stopBar := startProgress(stderr, stats, !f.noProgress && !rep.verbose)
-		err := syncPair(ctx, p, f, opt, stats, stderr)
+		err := syncPair(ctx, p, f, opt, stats, &sent, stderr)
 		stopBar()
 		addStats(&total, stats)
 		if err != nil {
@@ -154,6 +191,9 @@ func runSync(ctx context.Context, f syncFlags, srcs []string, dest string, stdou
 		fmt.Fprintf(stderr, format,
 			total.Entries.Load(), total.Written.Load(), humanBytes(total.Bytes.Load()),
 			total.Deleted.Load(), total.Errors.Load(), time.Since(start).Round(time.Millisecond))
+		if sent > 0 {
+			fmt.Fprintf(stderr, "fsmirror: %d bytes sent over the network (%s)\n", sent, humanBytes(sent))
+		}
 	}
 	if n := total.Errors.Load(); n > 0 {
 		return &exitError{code: exitPartial, err: fmt.Errorf("finished, but %d paths failed (see above)", n)}
@@ -162,7 +202,7 @@ func runSync(ctx context.Context, f syncFlags, srcs []string, dest string, stdou
 }
 
 // syncPair mirrors one source directory to its destination directory.
-func syncPair(ctx context.Context, p pair, f syncFlags, opt engine.Options, stats *engine.Stats, stderr io.Writer) error {
+func syncPair(ctx context.Context, p pair, f syncFlags, opt engine.Options, stats *engine.Stats, sent *int64, stderr io.Writer) error {
 	dryRun := f.dryRun
 	src, err := fsys.OpenRoot(p.src, false)
 	if err != nil {
@@ -172,19 +212,23 @@ func syncPair(ctx context.Context, p pair, f syncFlags, opt engine.Options, stat
 	var dst fsmirror.Target
 	if dryRun {
 		var inner fsmirror.Target
-		if t, err := local.New(p.dst); err == nil {
+		t, err := p.dst.Open(ctx, all.OpenOptions{Source: p.src})
+		switch {
+		case err == nil:
 			inner = t
-		}
-		dst = engine.DryRun(inner)
-	} else {
-		if err := createDest(p.dst); err != nil {
+		case !errors.Is(err, fs.ErrNotExist):
 			return err
 		}
-		t, err := local.New(p.dst)
+		dst = engine.DryRun(inner) // nil: a destination that does not exist yet
+	} else {
+		t, err := p.dst.Open(ctx, all.OpenOptions{Source: p.src, Create: true})
 		if err != nil {
 			return err
 		}
 		dst = t
+		if r, ok := t.(interface{ BytesSent() int64 }); ok {
+			defer func() { *sent += r.BytesSent() }()
+		}
 		if f.stateDir != "" {
 			idx, trusted, err := openIndex(f.stateDir, p, false, stderr)
 			if err != nil {
@@ -201,18 +245,6 @@ func syncPair(ctx context.Context, p pair, f syncFlags, opt engine.Options, stat
 	}
 	defer dst.Close()
 	return engine.Sync(ctx, src, dst, opt, stats)
-}
-
-// createDest creates the destination directory dst and its missing parents.
-// dst itself starts owner-only; the sync gives it its source's mode.
-func createDest(dst string) error {
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return fmt.Errorf("create destination: %w", err)
-	}
-	if err := os.Mkdir(dst, 0o700); err != nil && !os.IsExist(err) {
-		return fmt.Errorf("create destination: %w", err)
-	}
-	return nil
 }
 
 func addStats(total, s *engine.Stats) {

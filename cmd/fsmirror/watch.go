@@ -6,16 +6,18 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"github.com/fsmirror/fsmirror"
 	"github.com/fsmirror/fsmirror/engine"
 	"github.com/fsmirror/fsmirror/filter"
 	"github.com/fsmirror/fsmirror/index"
 	"github.com/fsmirror/fsmirror/internal/fsys"
-	"github.com/fsmirror/fsmirror/target/local"
+	"github.com/fsmirror/fsmirror/target/all"
 	"github.com/fsmirror/fsmirror/watch"
 )
 
@@ -61,6 +63,7 @@ default: for a local destination it costs a full listing of both trees).`,
   fsmirror watch -v --exclude '*.swp' --delay 200ms ~/src /backup/src`,
 		Args: usageArgs(cobra.MinimumNArgs(2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			f.workersSet = cmd.Flags().Changed("workers")
 			return runWatch(cmd.Context(), f, args[:len(args)-1], args[len(args)-1], stdout, stderr)
 		},
 	}
@@ -85,27 +88,20 @@ func runWatch(ctx context.Context, f watchFlags, srcs []string, dest string, std
 	if err != nil {
 		return err
 	}
-	pairs, err := planPairs(srcs, dest, f.relative)
+	pairs, err := planPairs(srcs, dest, f.relative, f.dest.options())
 	if err != nil {
 		return &exitError{code: exitSetup, err: err}
 	}
 	// All watches first, then the syncs: a setup error (no watches left)
 	// is found before anything is written.
-	type mirror struct {
-		p       pair
-		w       *watch.Watcher
-		src     *fsys.Root
-		rep     *reporter
-		idx     *index.Index
-		trusted bool
-		stats   engine.Stats
-		result  error
-	}
 	var mirrors []*mirror
 	defer func() {
 		for _, m := range mirrors {
 			m.w.Close()
 			m.src.Close()
+			if m.dst != nil {
+				m.dst.Close()
+			}
 			if err := m.idx.Close(); err != nil {
 				fmt.Fprintf(stderr, "fsmirror: close index of %s: %v\n", m.p.dst, err)
 			}
@@ -128,14 +124,18 @@ func runWatch(ctx context.Context, f watchFlags, srcs []string, dest string, std
 			return &exitError{code: exitSetup, err: fmt.Errorf("index of %s: %w", p.dst, err)}
 		}
 		rep := &reporter{stdout: stdout, stderr: stderr, verbose: f.verbose, prefix: p.prefix, source: p.src}
-		mirrors = append(mirrors, &mirror{p: p, w: w, src: src, rep: rep, idx: idx, trusted: trusted})
+		m := &mirror{p: p, w: w, src: src, rep: rep, idx: idx, trusted: trusted}
+		mirrors = append(mirrors, m)
+		if m.dst, err = p.dst.Open(ctx, all.OpenOptions{Source: p.src, Create: true}); err != nil {
+			return &exitError{code: exitSetup, err: err}
+		}
 	}
 	var wg sync.WaitGroup
 	for _, m := range mirrors {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			m.result = watchPair(ctx, m.p, m.w, m.src, m.idx, m.trusted, f, flt, m.rep, &m.stats, stderr)
+			m.result = watchPair(ctx, m, f, flt, stderr)
 		}()
 	}
 	wg.Wait()
@@ -151,21 +151,28 @@ func runWatch(ctx context.Context, f watchFlags, srcs []string, dest string, std
 	return nil
 }
 
+// mirror is one source watched and mirrored to its destination.
+type mirror struct {
+	p       pair
+	w       *watch.Watcher
+	src     *fsys.Root
+	rep     *reporter
+	idx     *index.Index
+	trusted bool
+	dst     fsmirror.Target
+	stats   engine.Stats
+	result  error
+}
+
 // watchPair runs the initial sync of one source and then mirrors its
 // changes until ctx ends.
-func watchPair(ctx context.Context, p pair, w *watch.Watcher, src *fsys.Root, idx *index.Index, trusted bool, f watchFlags, flt *filter.Filter, rep *reporter, stats *engine.Stats, stderr io.Writer) error {
-	if err := createDest(p.dst); err != nil {
-		return err
-	}
-	inner, err := local.New(p.dst)
-	if err != nil {
-		return err
-	}
-	dst := idx.Wrap(inner, trusted)
-	defer dst.Close()
+func watchPair(ctx context.Context, m *mirror, f watchFlags, flt *filter.Filter, stderr io.Writer) error {
+	p, w, src, idx, trusted, rep, stats := m.p, m.w, m.src, m.idx, m.trusted, m.rep, &m.stats
+	dst := idx.Wrap(m.dst, trusted)
+	var live *engine.Live
 	opt := engine.LiveOptions{
 		Options: engine.Options{
-			Workers:  f.workers,
+			Workers:  f.workersFor(p.dst),
 			NoDelete: f.noDelete,
 			Checksum: f.checksum,
 			Filter:   flt,
@@ -175,7 +182,21 @@ func watchPair(ctx context.Context, p pair, w *watch.Watcher, src *fsys.Root, id
 		Delay:    f.delay,
 		MaxDelay: f.maxDelay,
 	}
-	live := engine.NewLive(src, dst, opt, stats)
+	// After the destination was unreachable, the index cannot tell what
+	// the ops in flight did: compare the whole destination, listing it,
+	// until one compare lists everything.
+	var recovering atomic.Bool
+	opt.OnBackUp = func() {
+		dst.SetTrusted(false)
+		if recovering.CompareAndSwap(false, true) {
+			idx.MarkIncomplete(errors.New("the destination was unreachable and no full compare has succeeded since; the next start compares again"))
+			go func() {
+				completeIndex(ctx, live, dst, idx, stats)
+				recovering.Store(false)
+			}()
+		}
+	}
+	live = engine.NewLive(src, dst, opt, stats)
 	start := time.Now()
 	if err := live.InitialSync(ctx); err != nil {
 		return err
@@ -200,7 +221,7 @@ func watchPair(ctx context.Context, p pair, w *watch.Watcher, src *fsys.Root, id
 	if f.rescanInterval > 0 {
 		go periodicRescan(ctx, live, dst, f.rescanInterval, stats)
 	}
-	err = live.Run(ctx, w.Events())
+	err := live.Run(ctx, w.Events())
 	if errors.Is(err, context.Canceled) {
 		err = nil
 	}

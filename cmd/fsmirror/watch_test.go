@@ -309,8 +309,21 @@ func waitMirror(t *testing.T, w *watchProc, src, dst string, timeout time.Durati
 			out := ""
 			if w != nil {
 				w.checkRaces(t)
+				stuck := changes()-recent[0] == 0
 				out = fmt.Sprintf("fsmirror listed %d changes since the source went quiet, %d in the last 5s\n%s",
 					changes()-atStart, changes()-recent[0], w.output())
+				if (stuck || os.Getenv("FSM_DUMP") != "") && w.running() {
+					// Stuck: what is it waiting for?
+					w.cmd.Process.Signal(syscall.SIGQUIT)
+					select {
+					case <-w.exited:
+					case <-time.After(10 * time.Second):
+					}
+					s := w.stderr.String()
+					if i := strings.Index(s, "SIGQUIT"); i >= 0 {
+						out += "\ngoroutines:\n" + s[i:]
+					}
+				}
 			}
 			t.Fatalf("%s is not a mirror of %s %v after the source went quiet: %d differences:\n%s\n%s",
 				dst, src, timeout, len(d), listDiffs(d), out)

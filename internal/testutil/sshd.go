@@ -38,57 +38,76 @@ type SSHD struct {
 	log    *bytes.Buffer
 }
 
+// ErrNoSSHD is returned by NewSSHD when sshd or the ssh client is not
+// installed.
+var ErrNoSSHD = errors.New("sshd or ssh is not installed (apt-get install openssh-server openssh-client)")
+
 // StartSSHD starts an sshd for the test and stops it when the test ends. It
 // skips the test when no sshd or ssh is installed, and fails it when one is
 // but does not start.
 func StartSSHD(t testing.TB) *SSHD {
 	t.Helper()
-	sshd, err := exec.LookPath("sshd")
-	if err != nil {
-		if _, serr := os.Stat("/usr/sbin/sshd"); serr != nil {
-			t.Skip("sshd is not installed (apt-get install openssh-server)")
-		}
-		sshd = "/usr/sbin/sshd"
-	}
-	for _, tool := range []string{"ssh", "ssh-keygen"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed (apt-get install openssh-client)", tool)
-		}
-	}
-	u, err := user.Current()
-	if err != nil {
-		t.Fatalf("sshd: current user: %v", err)
-	}
-	// Short, private, and without symlinks in its path: sshd's StrictModes
-	// checks and the socket path length both care.
 	dir, err := os.MkdirTemp("", "fsmirror-sshd-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o700); err != nil {
+	s, err := NewSSHD(dir)
+	if errors.Is(err, ErrNoSSHD) {
+		t.Skip(err)
+	}
+	if err != nil {
 		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// NewSSHD starts an sshd whose keys and configuration live in dir, a
+// private directory of the caller's (short, without symlinks: sshd's
+// checks care). The caller stops it.
+func NewSSHD(dir string) (*SSHD, error) {
+	sshd, err := exec.LookPath("sshd")
+	if err != nil {
+		if _, serr := os.Stat("/usr/sbin/sshd"); serr != nil {
+			return nil, ErrNoSSHD
+		}
+		sshd = "/usr/sbin/sshd"
+	}
+	for _, tool := range []string{"ssh", "ssh-keygen"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return nil, ErrNoSSHD
+		}
+	}
+	u, err := user.Current()
+	if err != nil {
+		return nil, fmt.Errorf("sshd: current user: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, err
 	}
 	s := &SSHD{User: u.Username, dir: dir, sshd: sshd, KeyFile: filepath.Join(dir, "id_ed25519")}
 	for _, key := range []string{filepath.Join(dir, "host_ed25519"), s.KeyFile} {
 		out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key).CombinedOutput()
 		if err != nil {
-			t.Fatalf("ssh-keygen: %v: %s", err, out)
+			return nil, fmt.Errorf("ssh-keygen: %v: %s", err, out)
 		}
 	}
 	pub, err := os.ReadFile(s.KeyFile + ".pub")
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	authKeys := filepath.Join(dir, "authorized_keys")
 	if err := os.WriteFile(authKeys, pub, 0o600); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	// Privilege separation needs this directory when sshd runs as root.
 	if os.Geteuid() == 0 {
 		os.MkdirAll("/run/sshd", 0o755)
 	}
-	s.Port = freePort(t)
+	if s.Port, err = freePort(); err != nil {
+		return nil, err
+	}
 	s.Addr = "127.0.0.1:" + strconv.Itoa(s.Port)
 	s.config = filepath.Join(dir, "sshd_config")
 	config := strings.Join([]string{
@@ -107,10 +126,11 @@ func StartSSHD(t testing.TB) *SSHD {
 		"MaxSessions 100",
 		"LogLevel ERROR",
 		"Subsystem sftp internal-sftp",
+		"AcceptEnv XDG_CACHE_HOME",
 		"",
 	}, "\n")
 	if err := os.WriteFile(s.config, []byte(config), 0o600); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	s.Command = strings.Join([]string{
 		"ssh", "-p", strconv.Itoa(s.Port), "-i", s.KeyFile,
@@ -119,10 +139,9 @@ func StartSSHD(t testing.TB) *SSHD {
 		"-o", "ConnectTimeout=10", "-F", "/dev/null",
 	}, " ")
 	if err := s.Start(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	t.Cleanup(s.Stop)
-	return s
+	return s, nil
 }
 
 // Start starts (or restarts) the server and waits until it accepts
@@ -243,12 +262,11 @@ func (s *SSHD) Log() string {
 }
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
+func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("find a free port: %v", err)
+		return 0, fmt.Errorf("find a free port: %w", err)
 	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
