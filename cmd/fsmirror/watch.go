@@ -58,9 +58,13 @@ while fsmirror was down, without listing the destination. After a crash (or with
 compared instead, which also removes the temporaries of interrupted writes.
 A destination changed behind fsmirror's back is only caught by such a compare:
 use --verify-on-start, or --rescan-interval for a periodic one (off by
-default: for a local destination it costs a full listing of both trees).`,
+default: for a local destination it costs a full listing of both trees).
+
+` + rsyncHelp,
 		Example: `  fsmirror watch /srv/www /mnt/mirror/www
-  fsmirror watch -v --exclude '*.swp' --delay 200ms ~/src /backup/src`,
+  fsmirror watch -v --exclude '*.swp' --delay 200ms ~/src /backup/src
+  fsmirror watch --password-file ~/.nas-pw /srv/www rsync://backup@nas/mirror/www
+  fsmirror watch --rsync --bwlimit 5m /srv/www deploy@old-server:/var/www`,
 		Args: usageArgs(cobra.MinimumNArgs(2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f.workersSet = cmd.Flags().Changed("workers")
@@ -98,6 +102,10 @@ func runWatch(ctx context.Context, f watchFlags, srcs []string, dest string, std
 	defer func() {
 		for _, m := range mirrors {
 			m.w.Close()
+			if m.syncer != nil { // rsync: no source root, no index
+				m.syncer.Close()
+				continue
+			}
 			m.src.Close()
 			if m.dst != nil {
 				m.dst.Close()
@@ -111,6 +119,15 @@ func runWatch(ctx context.Context, f watchFlags, srcs []string, dest string, std
 		w, err := watch.New(p.src, watch.Options{Exclude: flt.Excluded})
 		if err != nil {
 			return &exitError{code: exitSetup, err: fmt.Errorf("watch %s: %w", p.src, err)}
+		}
+		if loc, ok := p.dst.(all.Syncer); ok {
+			m, err := newRsyncMirror(ctx, p, loc, w, f, flt, stdout, stderr)
+			if err != nil {
+				w.Close()
+				return err
+			}
+			mirrors = append(mirrors, m)
+			continue
 		}
 		src, err := fsys.OpenRoot(p.src, true)
 		if err != nil {
@@ -135,18 +152,28 @@ func runWatch(ctx context.Context, f watchFlags, srcs []string, dest string, std
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if m.syncer != nil {
+				m.result = watchRsync(ctx, m, f, flt, stderr)
+				return
+			}
 			m.result = watchPair(ctx, m, f, flt, stderr)
 		}()
 	}
 	wg.Wait()
 	var errs []error
+	code := exitPartial
 	for _, m := range mirrors {
 		if m.result != nil && !errors.Is(m.result, context.Canceled) {
 			errs = append(errs, m.result)
+			// A setup error of an initial sync (an rsync destination
+			// that refuses the password) wrote nothing: exit 2.
+			if ee := (*exitError)(nil); errors.As(m.result, &ee) && ee.code == exitSetup && len(mirrors) == 1 {
+				code = exitSetup
+			}
 		}
 	}
 	if len(errs) > 0 {
-		return &exitError{code: exitPartial, err: errors.Join(errs...)}
+		return &exitError{code: code, err: errors.Join(errs...)}
 	}
 	return nil
 }
@@ -160,6 +187,8 @@ type mirror struct {
 	idx     *index.Index
 	trusted bool
 	dst     fsmirror.Target
+	syncer  fsmirror.PathSyncer // instead of src, idx and dst, for rsync
+	report  func(engine.Event)  // rep.report, safe for concurrent calls (rsync)
 	stats   engine.Stats
 	result  error
 }

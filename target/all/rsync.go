@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/fsmirror/fsmirror"
@@ -95,8 +97,14 @@ func (l rsyncLocation) OpenSyncer(_ context.Context, o OpenOptions) (fsmirror.Pa
 	if o.OnChange != nil {
 		opt.Report = func(c rsync.Change) {
 			op := fsmirror.Op{Kind: c.Kind, Path: c.Path}
-			if c.Dir {
+			switch {
+			case c.Dir:
 				op.Entry.Type = fsmirror.TypeDir
+			case c.Kind == fsmirror.OpSymlink:
+				// rsync's list names the link only; its target as the
+				// source has it now, for the report.
+				op.Entry.Type = fsmirror.TypeSymlink
+				op.Entry.Target, _ = os.Readlink(filepath.Join(o.Source, filepath.FromSlash(c.Path)))
 			}
 			o.OnChange(op)
 		}
