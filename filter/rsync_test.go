@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -87,65 +88,78 @@ func TestFilter_RsyncRulesAgainstRsync(t *testing.T) {
 		cases = append(cases, pats)
 	}
 	for i, pats := range cases {
-		f, err := New(pats)
-		if err != nil {
-			t.Fatalf("New(%q): %v", pats, err)
+		// Each case has its own generator, so that the cases can run at
+		// once: most of the time goes to starting rsync.
+		rng := rand.New(rand.NewPCG(9, uint64(i)))
+		t.Run(strconv.Itoa(i), func(t *testing.T) {
+			t.Parallel()
+			rsyncOracle(t, rsync, rng, names, pats)
+		})
+	}
+}
+
+// rsyncOracle builds a source and a destination tree from random paths of
+// names, has rsync mirror one to the other with --delete and the rules of
+// patterns, and compares what is left with what the filter says.
+func rsyncOracle(t *testing.T, rsync string, rng *rand.Rand, names, pats []string) {
+	f, err := New(pats)
+	if err != nil {
+		t.Fatalf("New(%q): %v", pats, err)
+	}
+	rules, err := f.RsyncRules()
+	if err != nil {
+		t.Fatalf("RsyncRules(%q): %v", pats, err)
+	}
+	dirs, files := randomUniverse(rng, names, 30)
+	dir := t.TempDir()
+	src, dst := filepath.Join(dir, "src"), filepath.Join(dir, "dst")
+	inSrc, inDst := map[string]bool{}, map[string]bool{}
+	for _, root := range []string{src, dst} {
+		for _, d := range append([]string{""}, dirs...) {
+			if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+				t.Fatal(err)
+			}
 		}
-		rules, err := f.RsyncRules()
-		if err != nil {
-			t.Fatalf("RsyncRules(%q): %v", pats, err)
-		}
-		dirs, files := randomUniverse(rng, names, 30)
-		dir := t.TempDir()
-		src, dst := filepath.Join(dir, "src"), filepath.Join(dir, "dst")
-		inSrc, inDst := map[string]bool{}, map[string]bool{}
-		for _, root := range []string{src, dst} {
-			for _, d := range append([]string{""}, dirs...) {
-				if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+	}
+	for _, p := range files {
+		k := rng.IntN(3) // 0: src only, 1: dst only, 2: both
+		for _, side := range []struct {
+			root string
+			in   map[string]bool
+			ok   bool
+		}{{src, inSrc, k != 1}, {dst, inDst, k != 0}} {
+			if side.ok {
+				side.in[p] = true
+				if err := os.WriteFile(filepath.Join(side.root, p), []byte(side.root), 0o644); err != nil {
 					t.Fatal(err)
 				}
 			}
 		}
-		for _, p := range files {
-			k := rng.IntN(3) // 0: src only, 1: dst only, 2: both
-			for _, side := range []struct {
-				root string
-				in   map[string]bool
-				ok   bool
-			}{{src, inSrc, k != 1}, {dst, inDst, k != 0}} {
-				if side.ok {
-					side.in[p] = true
-					if err := os.WriteFile(filepath.Join(side.root, p), []byte(side.root), 0o644); err != nil {
-						t.Fatal(err)
-					}
-				}
-			}
+	}
+	args := []string{"-r", "--delete"}
+	for _, r := range rules {
+		args = append(args, "--filter="+r)
+	}
+	cmd := exec.Command(rsync, append(args, src+"/", dst+"/")...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%q: rsync %q: %v\n%s", pats, args, err, out)
+	}
+	var want []string
+	for _, d := range dirs {
+		want = append(want, d)
+	}
+	for _, p := range files {
+		if f.Excluded(p, false) && inDst[p] || !f.Excluded(p, false) && inSrc[p] {
+			want = append(want, p)
 		}
-		args := []string{"-r", "--delete"}
-		for _, r := range rules {
-			args = append(args, "--filter="+r)
-		}
-		cmd := exec.Command(rsync, append(args, src+"/", dst+"/")...)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("case %d %q: rsync %q: %v\n%s", i, pats, args, err, out)
-		}
-		var want []string
-		for _, d := range dirs {
-			want = append(want, d)
-		}
-		for _, p := range files {
-			if f.Excluded(p, false) && inDst[p] || !f.Excluded(p, false) && inSrc[p] {
-				want = append(want, p)
-			}
-		}
-		slices.Sort(want)
-		got, err := listTree(dst)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !slices.Equal(got, want) {
-			t.Errorf("case %d: patterns %q as rsync rules %q:\nrsync left  %q\nfilter says %q\nsource files %q", i, pats, rules, got, want, keys(inSrc))
-		}
+	}
+	slices.Sort(want)
+	got, err := listTree(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("patterns %q as rsync rules %q:\nrsync left  %q\nfilter says %q\nsource files %q", pats, rules, got, want, keys(inSrc))
 	}
 }
 
