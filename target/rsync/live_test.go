@@ -17,7 +17,7 @@ import (
 )
 
 var (
-	chaosDuration = flag.Duration("chaos.duration", 8*time.Second, "how long the convergence tests change the source at random")
+	chaosDuration = flag.Duration("chaos.duration", 6*time.Second, "how long the convergence tests change the source at random")
 	chaosSeed     = flag.Uint64("chaos.seed", 0, "seed of the convergence tests' random changes (0: from the clock)")
 )
 
