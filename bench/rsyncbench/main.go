@@ -114,6 +114,7 @@ type measure struct {
 	run                  int
 	write, arrive, exact time.Duration
 	cpu                  time.Duration
+	runs                 int // rsync runs the daemon served for the burst
 	status               string // why there is no measure: TIMEOUT, failed, WRONG
 	notes                []string
 }
@@ -330,6 +331,7 @@ func (b *bench) burst(t *tool, run int) (*measure, error) {
 	// The initial sync's rsync may still be finishing (lsyncd): let it.
 	b.settle(d)
 	cpu0, _ := d.CPU()
+	runs0 := b.runs(name)
 
 	rng := rand.New(rand.NewPCG(cfg.seed, uint64(run)))
 	want := make(map[string]int64, cfg.files)
@@ -385,9 +387,16 @@ func (b *bench) burst(t *tool, run int) (*measure, error) {
 	if cpu1, err := d.CPU(); err == nil {
 		m.cpu = cpu1 - cpu0
 	}
-	fmt.Fprintf(b.w, "run %d %-9s %d files written in %s; in the module %s after the last close; exact after %s; CPU %s\n",
-		run, t.name, cfg.files, benchutil.Secs(m.write), cellOf(m, m.arrive), cellOf(m, m.exact), benchutil.Secs(m.cpu))
+	m.runs = b.runs(name) - runs0
+	fmt.Fprintf(b.w, "run %d %-9s %d files written in %s; in the module %s after the last close; exact after %s; CPU %s; %d rsync runs\n",
+		run, t.name, cfg.files, benchutil.Secs(m.write), cellOf(m, m.arrive), cellOf(m, m.exact), benchutil.Secs(m.cpu), m.runs)
 	return m, nil
+}
+
+// runs counts the transfers into the module's directory name that the
+// daemon has logged ("rsync to MODULE/NAME/ from ...").
+func (b *bench) runs(name string) int {
+	return strings.Count(b.d.Log(), "] rsync to "+b.d.Module+"/"+name+"/ from ")
 }
 
 // settle waits a moment, then until the tool has no child (its rsync),
@@ -449,9 +458,9 @@ func dirHas(dir string, want map[string]int64, buf []byte) bool {
 // report prints every run, the medians and the ratios.
 func report(w io.Writer, cfg config, tools []*tool, all []*measure) {
 	tw := benchutil.NewTable(w)
-	fmt.Fprintf(tw, "run\ttool\twrite %d files\tarrived (after the last close)\texact\tCPU (tool + rsync)\n", cfg.files)
+	fmt.Fprintf(tw, "run\ttool\twrite %d files\tarrived (after the last close)\texact\tCPU (tool + rsync)\trsync runs\n", cfg.files)
 	for _, m := range all {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", m.run, m.tool, benchutil.Secs(m.write), cellOf(m, m.arrive), cellOf(m, m.exact), benchutil.Secs(m.cpu))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\n", m.run, m.tool, benchutil.Secs(m.write), cellOf(m, m.arrive), cellOf(m, m.exact), benchutil.Secs(m.cpu), m.runs)
 	}
 	medians := map[string][4]time.Duration{}
 	for _, t := range tools {
