@@ -89,6 +89,8 @@ func TestRsync_Errors(t *testing.T) {
 		{"NoRsync", []string{"sync", "--password-file", d.PasswordFile, src, d.URL("m")}, []string{"PATH=" + t.TempDir()}, 2, "need the rsync program"},
 		{"NoRsyncWatch", []string{"watch", "--password-file", d.PasswordFile, src, d.URL("m")}, []string{"PATH=" + t.TempDir()}, 2, "need the rsync program"},
 		{"NoModule", []string{"sync", src, "rsync://127.0.0.1/"}, nil, 2, "no module"},
+		{"DaemonDown", []string{"sync", "--password-file", d.PasswordFile, src, "rsync://fsmirror@127.0.0.1:1/mirror/m"}, nil, 2, "Connection refused"},
+		{"DaemonDownWatch", []string{"watch", "--password-file", d.PasswordFile, src, "rsync://fsmirror@127.0.0.1:1/mirror/m"}, nil, 2, "Connection refused"},
 		{"PasswordForSSH", []string{"sync", "--rsync", "--password-file", d.PasswordFile, src, "127.0.0.1:/x"}, nil, 2, "--password-file is for rsync://"},
 		{"Processes", []string{"watch", "--rsync-processes", "0", src, d.URL("m")}, nil, 2, "--rsync-processes must be at least 1"},
 	} {
