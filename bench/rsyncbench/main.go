@@ -114,7 +114,7 @@ type measure struct {
 	run                  int
 	write, arrive, exact time.Duration
 	cpu                  time.Duration
-	runs                 int // rsync runs the daemon served for the burst
+	runs                 int    // rsync runs the daemon served for the burst
 	status               string // why there is no measure: TIMEOUT, failed, WRONG
 	notes                []string
 }
