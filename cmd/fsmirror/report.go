@@ -76,7 +76,10 @@ func (r *reporter) describe(op *fsmirror.Op, path string) string {
 	case fsmirror.OpSymlink:
 		s = "symlink " + q + " -> " + fsmirror.QuotePath(op.Entry.Target)
 	case fsmirror.OpLink:
-		s = "link    " + q + " => " + fsmirror.QuotePath(r.under(op.From))
+		s = "link    " + q
+		if op.From != "" { // rsync does not say which name it linked to
+			s += " => " + fsmirror.QuotePath(r.under(op.From))
+		}
 	case fsmirror.OpRename:
 		s = "rename  " + fsmirror.QuotePath(r.under(op.From)) + " -> " + q
 	case fsmirror.OpDelete:

@@ -51,6 +51,7 @@ type destFlags struct {
 	remoteFsmirror string
 	installAgent   bool
 	compress       bool
+	rsync          rsyncFlags
 }
 
 func (d *destFlags) register(cmd *cobra.Command) {
@@ -59,10 +60,13 @@ func (d *destFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&d.remoteFsmirror, "remote-fsmirror", "fsmirror", "the fsmirror binary on the remote host (`PATH`)")
 	fl.BoolVar(&d.installAgent, "install-agent", false, "copy this fsmirror binary to the remote host's cache directory (once per build) and run that")
 	fl.BoolVarP(&d.compress, "compress", "z", false, "compress file content sent to remote destinations")
+	d.rsync.register(cmd)
 }
 
 func (d *destFlags) options() all.Options {
-	return all.Options{SSH: d.ssh, RemoteFsmirror: d.remoteFsmirror, InstallAgent: d.installAgent, Compress: d.compress}
+	o := all.Options{SSH: d.ssh, RemoteFsmirror: d.remoteFsmirror, InstallAgent: d.installAgent, Compress: d.compress}
+	d.rsync.apply(&o)
+	return o
 }
 
 type syncFlags struct {
@@ -127,11 +131,14 @@ name and renamed into place, so no half-written file is ever visible; the
 temporaries of an interrupted run are removed.
 
 Excluded paths (gitignore syntax) are neither copied nor deleted on DEST, and
-an excluded directory is not descended.`,
+an excluded directory is not descended.
+
+` + rsyncHelp,
 		Example: `  fsmirror sync /srv/www /mnt/mirror/www
   fsmirror sync -v --exclude '*.tmp' --exclude cache/ ~/src /backup/src
   fsmirror sync --relative /etc /home/alice /backup     # /backup/etc, /backup/home/alice
-  fsmirror sync --dry-run /data /mnt/data               # show what would change`,
+  fsmirror sync --dry-run /data /mnt/data               # show what would change
+  fsmirror sync --password-file ~/.nas-pw /srv/www rsync://backup@nas/mirror/www`,
 		Args: usageArgs(cobra.MinimumNArgs(2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f.workersSet = cmd.Flags().Changed("workers")
@@ -211,6 +218,9 @@ func runSync(ctx context.Context, f syncFlags, srcs []string, dest string, stdou
 
 // syncPair mirrors one source directory to its destination directory.
 func syncPair(ctx context.Context, p pair, f syncFlags, opt engine.Options, stats *engine.Stats, sent *int64, stderr io.Writer) error {
+	if s, ok := p.dst.(all.Syncer); ok {
+		return syncRsync(ctx, p, s, f, opt, stats)
+	}
 	dryRun := f.dryRun
 	src, err := fsys.OpenRoot(p.src, false)
 	if err != nil {

@@ -58,9 +58,14 @@ while fsmirror was down, without listing the destination. After a crash (or with
 compared instead, which also removes the temporaries of interrupted writes.
 A destination changed behind fsmirror's back is only caught by such a compare:
 use --verify-on-start, or --rescan-interval for a periodic one (off by
-default: for a local destination it costs a full listing of both trees).`,
+default: for a local destination it costs a full listing of both trees).
+
+` + rsyncHelp,
 		Example: `  fsmirror watch /srv/www /mnt/mirror/www
-  fsmirror watch -v --exclude '*.swp' --delay 200ms ~/src /backup/src`,
+  fsmirror watch -v --exclude '*.swp' --delay 200ms ~/src /backup/src
+  fsmirror watch /srv/www /mnt/mirror/www --to web2:/srv/www --to web3:/srv/www
+  fsmirror watch --password-file ~/.nas-pw /srv/www rsync://backup@nas/mirror/www
+  fsmirror watch --rsync --bwlimit 5m /srv/www deploy@old-server:/var/www`,
 		Args: usageArgs(cobra.MinimumNArgs(2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f.workersSet = cmd.Flags().Changed("workers")
@@ -103,6 +108,9 @@ func runWatch(ctx context.Context, f watchFlags, srcs []string, dest string, std
 				s.root.Close()
 			}
 			for _, m := range s.mirrors {
+				if m.syncer != nil {
+					m.syncer.Close()
+				}
 				if m.dst != nil {
 					m.dst.Close()
 				}
@@ -125,6 +133,15 @@ func runWatch(ctx context.Context, f watchFlags, srcs []string, dest string, std
 		}
 		for _, m := range s.mirrors {
 			m.w, m.src = s.w, s.root
+			if loc, ok := m.p.dst.(all.Syncer); ok {
+				if err := m.openRsync(ctx, loc, f, flt, stdout, stderr); err != nil {
+					return err
+				}
+				if fanout {
+					m.rep.to = m.p.dst.String()
+				}
+				continue
+			}
 			if m.idx, m.trusted, err = openIndex(f.stateDir, m.p, f.verifyOnStart, stderr); err != nil {
 				return &exitError{code: exitSetup, err: fmt.Errorf("index of %s: %w", m.p.dst, err)}
 			}
@@ -151,19 +168,29 @@ func runWatch(ctx context.Context, f watchFlags, srcs []string, dest string, std
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				if m.syncer != nil {
+					m.result = watchRsync(ctx, m, events[i], f, flt, stderr)
+					return
+				}
 				m.result = watchPair(ctx, m, events[i], f, flt, stderr)
 			}()
 		}
 	}
 	wg.Wait()
 	var errs []error
+	code := exitPartial
 	for _, m := range mirrors {
 		if m.result != nil && !errors.Is(m.result, context.Canceled) {
 			errs = append(errs, m.result)
+			// A setup error of an initial sync (an rsync destination
+			// that refuses the password) wrote nothing: exit 2.
+			if ee := (*exitError)(nil); errors.As(m.result, &ee) && ee.code == exitSetup && len(mirrors) == 1 {
+				code = exitSetup
+			}
 		}
 	}
 	if len(errs) > 0 {
-		return &exitError{code: exitPartial, err: errors.Join(errs...)}
+		return &exitError{code: code, err: errors.Join(errs...)}
 	}
 	return nil
 }
@@ -218,6 +245,8 @@ type mirror struct {
 	idx     *index.Index
 	trusted bool
 	dst     fsmirror.Target
+	syncer  fsmirror.PathSyncer // instead of idx and dst, for rsync
+	report  func(engine.Event)  // rep.report, safe for concurrent calls (rsync)
 	stats   engine.Stats
 	result  error
 }

@@ -14,6 +14,7 @@ var schemes = map[string]parser{}
 
 func init() {
 	register("ssh", parseSSH)
+	register("rsync", parseRsync)
 }
 
 // register adds a scheme; a scheme registered twice is a programming error.
@@ -26,6 +27,9 @@ func register(scheme string, p parser) {
 
 // hostPathScheme is the scheme that handles [user@]host:path.
 func hostPathScheme(o Options) string {
+	if o.Rsync {
+		return "rsync"
+	}
 	return "ssh"
 }
 
