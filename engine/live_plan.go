@@ -29,6 +29,12 @@ func (l *Live) planPath(ctx context.Context, p string, r *result) {
 		s.report(Event{Kind: EventSkip, Path: p, Err: skipReason(se.Type)})
 		return
 	}
+	if se.Type == fsmirror.TypeFile && !l.opt.Size.Contains(se.Size) {
+		// Left out for its size: what the target holds there stays.
+		s.stats.Skipped.Add(1)
+		r.dirs = append(r.dirs, parentOf(p))
+		return
+	}
 	var dp *fsmirror.Entry
 	if de, err := l.dst.Lstat(ctx, p); err == nil {
 		dp = &de
@@ -166,7 +172,10 @@ func (l *Live) rename(ctx context.Context, it *item, r *result) {
 	applied := false
 	fromStat, ferr := l.src.Lstat(from)
 	fromExists := ferr == nil
-	if (err == nil || toGone) && !l.opt.Filter.Excluded(to, isDir) {
+	// A file renamed to a name whose size is left out is not moved there
+	// on the target: the old name is deleted below, as for a delete.
+	sizeOut := err == nil && se.Type == fsmirror.TypeFile && !l.opt.Size.Contains(se.Size)
+	if (err == nil || toGone) && !sizeOut && !l.opt.Filter.Excluded(to, isDir) {
 		de, derr := l.dst.Lstat(ctx, from)
 		_, terr := l.dst.Lstat(ctx, to)
 		// While the source's old name is in use again (an exchange of two

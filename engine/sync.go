@@ -35,7 +35,11 @@ type Options struct {
 	NoDelete bool           // keep what the target has and the source does not
 	Checksum bool           // compare content, not size and mtime, to skip a file
 	Filter   *filter.Filter // excluded paths are neither sent nor deleted
-	AsRoot   bool           // mirror owners, fifos and device nodes
+	// Size leaves out regular files of the source outside its range:
+	// they are not sent, and what the target holds under their names is
+	// left alone (see filter.Size).
+	Size   filter.Size
+	AsRoot bool // mirror owners, fifos and device nodes
 	// live is set for the syncs of a live mirror, where a path that
 	// vanishes or changes while it is handled is no error: its own event
 	// follows.
@@ -346,6 +350,10 @@ func (s *syncer) syncDir(ctx context.Context, d *dirState, dstEmpty bool) {
 		}
 		if !fsmirror.Mirrorable(se.Type, s.opt.AsRoot) {
 			s.report(Event{Kind: EventSkip, Path: path, Err: skipReason(se.Type)})
+			continue
+		}
+		if se.Type == fsmirror.TypeFile && !s.opt.Size.Contains(se.Size) {
+			s.stats.Skipped.Add(1) // by policy, as an exclude: no report
 			continue
 		}
 		de := matches[i]
