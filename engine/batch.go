@@ -74,6 +74,8 @@ type Batcher struct {
 	groups    int  // retry groups made so far
 	requests  chan rescanRequest
 	fatal     error
+	inflight  map[*dirty]struct{} // the items of the runs going on
+	status    statusRequests      // see status.go
 }
 
 // dirty is one dirty path.
@@ -81,6 +83,7 @@ type dirty struct {
 	path      string
 	tree      bool // the whole subtree; "" is the whole tree
 	last      time.Time
+	queued    time.Time // when first queued, for the lag
 	writing   time.Time // a write without close was seen then; zero if none
 	notBefore time.Time // a retry waits until then
 	attempts  int       // partial failures so far
@@ -126,7 +129,7 @@ func NewBatcher(dst fsmirror.PathSyncer, opt BatchOptions) *Batcher {
 	opt.Report = serialize(opt.Report)
 	return &Batcher{dst: dst, opt: opt, now: time.Now,
 		pending: map[string]*dirty{}, below: map[string]int{}, busy: map[string]int{}, busyBelow: map[string]int{},
-		requests: make(chan rescanRequest)}
+		requests: make(chan rescanRequest), inflight: map[*dirty]struct{}{}, status: newStatusRequests()}
 }
 
 // InitialSync mirrors the whole tree once. Call it after the watcher is
@@ -170,6 +173,8 @@ func (b *Batcher) report(ev Event) {
 // flight are finished before it returns.
 func (b *Batcher) Run(ctx context.Context, events <-chan []watch.Event) error {
 	done := make(chan batchResult, b.opt.Processes)
+	b.status.start()
+	defer b.status.stop()
 	var timer *time.Timer
 	var timerC <-chan time.Time
 	for {
@@ -201,6 +206,8 @@ func (b *Batcher) Run(ctx context.Context, events <-chan []watch.Event) error {
 			b.intake(batch, b.now())
 		case r := <-done:
 			b.finish(r)
+		case req := <-b.status.requests:
+			req <- b.snapshot(b.now())
 		case req := <-b.requests:
 			it := b.add(req.path, true, b.now())
 			if req.done != nil {
@@ -287,7 +294,7 @@ func (b *Batcher) add(path string, tree bool, now time.Time) *dirty {
 	}
 	it, ok := b.pending[path]
 	if !ok {
-		it = &dirty{path: path, index: len(b.order)}
+		it = &dirty{path: path, index: len(b.order), queued: queuedAt(now)}
 		b.pending[path] = it
 		b.order = append(b.order, it)
 		for d := path; d != ""; {
@@ -303,6 +310,7 @@ func (b *Batcher) add(path string, tree bool, now time.Time) *dirty {
 				if o != nil && o != it && under(o.path, path) {
 					it.onDone = append(it.onDone, o.onDone...)
 					it.writing = later(it.writing, o.writing)
+					it.queued = earlier(it.queued, o.queued)
 					b.remove(o)
 				}
 			}
@@ -441,6 +449,7 @@ func (b *Batcher) take(now time.Time, next *time.Time) []*dirty {
 		}
 		b.remove(it)
 		b.setBusy(it.path, 1)
+		b.inflight[it] = struct{}{}
 		items = append(items, it)
 		if it.path == "" || len(items) >= b.opt.MaxPaths {
 			break
@@ -476,6 +485,7 @@ func (b *Batcher) finish(r batchResult) {
 	b.running--
 	for _, it := range r.items {
 		b.setBusy(it.path, -1)
+		delete(b.inflight, it)
 	}
 	now := b.now()
 	switch err := r.err; {
@@ -536,7 +546,8 @@ func (b *Batcher) putBack(items []*dirty, partial bool, now time.Time) (failed [
 			}
 			it.notBefore = now.Add(min(b.opt.RetryMin<<min(it.attempts-1, 20), b.opt.RetryMax))
 		}
-		if _, ok := b.pending[it.path]; ok {
+		if o, ok := b.pending[it.path]; ok {
+			o.queued = earlier(o.queued, it.queued)
 			continue
 		}
 		// Under a tree queued meanwhile: covered.
@@ -544,12 +555,15 @@ func (b *Batcher) putBack(items []*dirty, partial bool, now time.Time) (failed [
 		for d := it.path; d != "" && !covered; {
 			d = parentOf(d)
 			o, ok := b.pending[d]
-			covered = ok && o.tree
+			if covered = ok && o.tree; covered {
+				o.queued = earlier(o.queued, it.queued)
+			}
 		}
 		if covered {
 			continue
 		}
 		q := b.add(it.path, it.tree, it.last)
+		q.queued = earlier(q.queued, it.queued)
 		q.writing, q.notBefore, q.attempts, q.group, q.onDone = it.writing, it.notBefore, it.attempts, it.group, it.onDone
 	}
 	return failed

@@ -9,9 +9,10 @@ import (
 // paces the probes that wait for it: a first one soon, then at growing
 // intervals up to maxProbeWait.
 type downState struct {
-	mu   sync.Mutex
-	down bool
-	wait time.Duration
+	mu    sync.Mutex
+	down  bool
+	since time.Time // when it went down
+	wait  time.Duration
 }
 
 // Probe pauses; tests lower them.
@@ -25,6 +26,9 @@ func (d *downState) set() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	was := d.down
+	if !was {
+		d.since = time.Now()
+	}
 	d.down = true
 	return !was
 }
@@ -33,6 +37,16 @@ func (d *downState) isSet() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.down
+}
+
+// downSince returns when the target went down, or zero if it is up.
+func (d *downState) downSince() time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.down {
+		return time.Time{}
+	}
+	return d.since
 }
 
 // clear marks the target up and resets the pauses.

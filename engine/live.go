@@ -67,6 +67,8 @@ type Live struct {
 	down    downState
 	probing bool          // a probe of a down target is under way
 	backUp  chan struct{} // the probe found the target back
+
+	status liveStatus // see status.go
 }
 
 type rescanRequest struct {
@@ -89,6 +91,7 @@ type item struct {
 	from    string // itemRename
 	isDir   bool   // itemRename
 	last    time.Time
+	queued  time.Time // when the oldest change it covers was first queued, for the lag
 	writing time.Time // when a write without close was first seen; zero if none
 	onDone  []func()  // called when the item is finished
 }
@@ -117,7 +120,8 @@ func NewLive(src *fsys.Root, dst fsmirror.Target, opt LiveOptions, stats *Stats)
 	}
 	l := &Live{src: src, dst: dst, opt: opt, stats: stats, links: newLinkIndex(),
 		pending: map[string]*item{}, dirMeta: map[string]struct{}{}, requests: make(chan rescanRequest),
-		backUp: make(chan struct{}, 1), busyPaths: newPathSet(), blockedPaths: newPathSet()}
+		backUp: make(chan struct{}, 1), busyPaths: newPathSet(), blockedPaths: newPathSet(),
+		status: newLiveStatus()}
 	l.opt.down = &l.down
 	l.syncer = &syncer{src: src, dst: dst, opt: l.opt.Options, stats: stats, links: map[[2]uint64]*linkGroup{}}
 	return l
@@ -166,6 +170,8 @@ func (l *Live) Run(ctx context.Context, events <-chan []watch.Event) error {
 		}()
 	}
 	defer close(work)
+	l.status.start()
+	defer l.status.stop()
 	var timer *time.Timer
 	var timerC <-chan time.Time
 	for {
@@ -215,6 +221,8 @@ func (l *Live) Run(ctx context.Context, events <-chan []watch.Event) error {
 			if events == nil && len(l.busy) == 0 && len(l.queue) == 0 {
 				return nil
 			}
+		case req := <-l.status.requests:
+			req <- l.snapshot(time.Now())
 		case req := <-l.requests:
 			it := l.enqueueTree(req.path, time.Now())
 			if req.done != nil {
@@ -225,6 +233,7 @@ func (l *Live) Run(ctx context.Context, events <-chan []watch.Event) error {
 			// whole tree (with an index, a stat walk of the source).
 			l.probing = false
 			if len(l.busy) == 0 {
+				l.noteBackUp(time.Now())
 				l.down.clear()
 				l.syncer.report(Event{Kind: EventNotice, Err: errBackUp})
 				if l.opt.OnBackUp != nil {
@@ -280,7 +289,7 @@ func (l *Live) intake(batch []watch.Event, now time.Time) {
 			}
 			l.enqueueTree(ev.Path, now)
 		case watch.Renamed:
-			l.remap(&item{kind: itemRename, path: ev.Path, from: ev.From, isDir: ev.IsDir, last: now})
+			l.remap(&item{kind: itemRename, path: ev.Path, from: ev.From, isDir: ev.IsDir, last: now, queued: now})
 		case watch.Closed:
 			it := l.enqueue(ev.Path, now)
 			it.writing = time.Time{}
@@ -301,7 +310,7 @@ func (l *Live) enqueue(path string, now time.Time) *item {
 		it.last = now
 		return it
 	}
-	it := &item{kind: itemPath, path: path, last: now}
+	it := &item{kind: itemPath, path: path, last: now, queued: now}
 	l.pending[path] = it
 	l.queue = append(l.queue, it)
 	return it
@@ -316,17 +325,19 @@ func (l *Live) enqueueTree(path string, now time.Time) *item {
 		return it
 	}
 	var onDone []func()
+	queued := queuedAt(now)
 	kept := l.queue[:0]
 	for _, it := range l.queue {
 		if it.kind != itemRename && under(it.path, path) {
 			delete(l.pending, it.path)
 			onDone = append(onDone, it.onDone...)
+			queued = earlier(queued, it.queued)
 			continue
 		}
 		kept = append(kept, it)
 	}
 	l.queue = kept
-	it := &item{kind: itemTree, path: path, last: now, onDone: onDone}
+	it := &item{kind: itemTree, path: path, last: now, queued: queued, onDone: onDone}
 	l.pending[path] = it
 	l.queue = append(l.queue, it)
 	return it
@@ -348,6 +359,7 @@ func (l *Live) remap(r *item) {
 			// Already queued under the new name: keep one item, at the
 			// later place, so that it runs after the rename.
 			other.kind = max(other.kind, it.kind)
+			other.queued = earlier(other.queued, it.queued)
 			it.kind = 0 // dropped below
 			continue
 		}
@@ -478,6 +490,7 @@ func (l *Live) finish(r result) {
 		l.enqueueTree(p, time.Time{})
 	}
 	l.linkScan = l.linkScan || r.linkScan
+	l.noteFinished(r.it)
 	for _, f := range r.it.onDone {
 		f()
 	}

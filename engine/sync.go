@@ -89,6 +89,8 @@ type Stats struct {
 	// (unreadable, or gone while the sync ran): what the target holds
 	// below them was not compared.
 	Unlisted atomic.Int64
+
+	last atomic.Pointer[lastError] // see RecordError
 }
 
 // maxCopyTries bounds how often a file that changes while it is copied is
@@ -240,6 +242,7 @@ func (s *syncer) report(ev Event) {
 		s.stats.Skipped.Add(1)
 	case EventError:
 		s.stats.Errors.Add(1)
+		s.stats.RecordError(ev.Err)
 	}
 	if s.opt.Report == nil {
 		return
@@ -254,6 +257,7 @@ func (s *syncer) fail(path string, err error) {
 	}
 	if s.opt.down != nil && errors.Is(err, fsmirror.ErrTargetDown) {
 		if s.opt.down.set() {
+			s.stats.RecordError(err)
 			s.report(Event{Kind: EventNotice, Err: fmt.Errorf("destination unreachable (%v): changes are kept and sent when it is back", err)})
 		}
 		return
