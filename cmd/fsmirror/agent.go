@@ -13,7 +13,7 @@ import (
 	"github.com/fsmirror/fsmirror/wire"
 )
 
-func newAgentCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
+func newAgentCmd(stdin io.Reader, a *app) *cobra.Command {
 	var root string
 	var create bool
 	cmd := &cobra.Command{
@@ -29,7 +29,7 @@ does not decode, is refused and the connection closed. Nothing is written
 outside DIR. Messages go to standard error.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runAgent(cmd.Context(), root, create, stdin, stdout, stderr)
+			return runAgent(cmd.Context(), root, create, stdin, a.stdout, a.stderr)
 		},
 	}
 	cmd.Flags().StringVar(&root, "root", "", "the destination directory (required)")

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -58,23 +59,35 @@ func main() {
 	os.Exit(code)
 }
 
+// app is what the commands share: where they write, and the logger of
+// their messages, made from the root's flags before a command runs.
+type app struct {
+	stdout, stderr io.Writer
+	logf           logFlags
+	log            *slog.Logger
+}
+
 // run executes the command line args and returns the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	root := newRootCmd(stdout, stderr)
+	a := &app{stdout: stdout, stderr: stderr}
+	root := newRootCmd(a)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return exitOK
 	}
+	if a.log == nil { // the flags did not parse
+		a.log = newLogger(stderr, "text", false)
+	}
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.err != nil {
-			fmt.Fprintln(stderr, "fsmirror: "+ee.err.Error())
+			a.log.Error(ee.err.Error())
 		}
 		return ee.code
 	}
 	if errors.Is(err, context.Canceled) {
-		fmt.Fprintln(stderr, "fsmirror: interrupted")
+		a.log.Error("interrupted")
 		return exitPartial
 	}
 	// Cobra's own errors, such as an unknown command: one line, like ours.
@@ -86,7 +99,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if !strings.Contains(msg, "--help") {
 		msg += " (see 'fsmirror --help')"
 	}
-	fmt.Fprintln(stderr, "fsmirror: "+msg)
+	a.log.Error(msg)
 	return exitSetup
 }
 
@@ -101,7 +114,8 @@ func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
 	}
 }
 
-func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+func newRootCmd(a *app) *cobra.Command {
+	stdout, stderr := a.stdout, a.stderr
 	root := &cobra.Command{
 		Use:   "fsmirror",
 		Short: "Keep destination trees equal to source trees",
@@ -110,6 +124,9 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
   fsmirror sync   SRC... DEST   make DEST a mirror of SRC, then exit
   fsmirror watch  SRC... DEST   mirror, then keep mirroring every change until stopped
   fsmirror verify SRC DEST      compare two trees; exit 0 equal, 1 different, 2 error
+  fsmirror run    -c FILE       every sync a config file describes, in the foreground
+  fsmirror check  -c FILE       check a config file and say what it would do
+  fsmirror start  -c FILE       run a config file in the background (stop, status, reload)
   fsmirror agent --root DIR     the far end of an SSH destination (started by fsmirror)
 
 DEST is a local directory, [user@]host:path or ssh://[user@]host[:port]/path.
@@ -124,8 +141,17 @@ Exit codes: 0 done, 1 finished but some paths failed (each is reported),
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return setupErr("%v (see 'fsmirror %s --help')", err, c.Name())
 	})
-	root.CompletionOptions.HiddenDefaultCmd = true
-	root.AddCommand(newSyncCmd(stdout, stderr), newWatchCmd(stdout, stderr), newVerifyCmd(stdout, stderr),
-		newAgentCmd(os.Stdin, stdout, stderr))
+	root.PersistentFlags().StringVar(&a.logf.format, "log-format", "text", "write messages as `FORMAT`: text (one line each, \"fsmirror: ...\") or json (one object a line)")
+	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
+		if err := a.logf.check(); err != nil {
+			return err
+		}
+		a.log = newLogger(stderr, a.logf.format, false)
+		return nil
+	}
+	root.CompletionOptions.DisableDescriptions = false
+	root.AddCommand(newSyncCmd(a), newWatchCmd(a), newVerifyCmd(a), newAgentCmd(os.Stdin, a),
+		newRunCmd(a), newCheckCmd(a), newExamplesCmd(a),
+		newStartCmd(a), newStopCmd(a), newStatusCmd(a), newReloadCmd(a))
 	return root
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"time"
 
@@ -16,33 +17,39 @@ import (
 
 // reporter prints what the engine reports. The engine serialises calls.
 type reporter struct {
-	stdout, stderr io.Writer
-	verbose        bool
-	dryRun         bool
-	prefix         string // of the current source's paths under DEST
-	source         string // the current source, for notices
-	to             string // the destination, when there are several
+	stdout  io.Writer // for -v lines; nil: they are logged, at debug level
+	log     *slog.Logger
+	verbose bool
+	dryRun  bool
+	prefix  string // of the current source's paths under DEST
+	source  string // the current source, for notices
+	to      string // the destination, when there are several
 }
 
 func (r *reporter) report(ev engine.Event) {
 	path := r.under(ev.Path)
 	switch ev.Kind {
 	case engine.EventChange:
-		if r.verbose {
-			if r.to != "" {
-				fmt.Fprintln(r.stdout, r.to+": "+r.describe(&ev.Op, path))
-			} else {
-				fmt.Fprintln(r.stdout, r.describe(&ev.Op, path))
-			}
+		if !r.verbose {
+			break
+		}
+		line := r.describe(&ev.Op, path)
+		if r.to != "" {
+			line = r.to + ": " + line
+		}
+		if r.stdout == nil {
+			r.log.Debug(line)
+		} else {
+			fmt.Fprintln(r.stdout, line)
 		}
 	case engine.EventNotice:
 		if r.to != "" {
-			fmt.Fprintf(r.stderr, "fsmirror: %s -> %s: %v\n", r.source, r.to, ev.Err)
+			r.log.Warn(fmt.Sprintf("%s -> %s: %v", r.source, r.to, ev.Err))
 		} else {
-			fmt.Fprintf(r.stderr, "fsmirror: %s: %v\n", r.source, ev.Err)
+			r.log.Warn(fmt.Sprintf("%s: %v", r.source, ev.Err))
 		}
 	case engine.EventSkip:
-		fmt.Fprintf(r.stderr, "fsmirror: skipped %s: %v\n", fsmirror.QuotePath(path), ev.Err)
+		r.log.Warn(fmt.Sprintf("skipped %s: %v", fsmirror.QuotePath(path), ev.Err))
 	case engine.EventError:
 		err := ev.Err
 		var pe *fsmirror.PathError
@@ -51,7 +58,7 @@ func (r *reporter) report(ev engine.Event) {
 			c.Path = r.under(pe.Path)
 			err = &c
 		}
-		fmt.Fprintf(r.stderr, "fsmirror: %v\n", err)
+		r.log.Error(err.Error())
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"sync"
 	"time"
 
@@ -12,7 +11,6 @@ import (
 
 	"github.com/fsmirror/fsmirror"
 	"github.com/fsmirror/fsmirror/engine"
-	"github.com/fsmirror/fsmirror/filter"
 	"github.com/fsmirror/fsmirror/target/all"
 	"github.com/fsmirror/fsmirror/watch"
 )
@@ -73,6 +71,15 @@ func (r *rsyncFlags) check() error {
 	return nil
 }
 
+// checkRsync checks the rsync settings of o: flags were checked already,
+// and a config file allows no fewer than 1 process.
+func checkRsync(o all.Options) error {
+	if o.RsyncProcesses < 0 {
+		return setupErr("--rsync-processes must be at least 1")
+	}
+	return nil
+}
+
 // lockedReport returns report made safe for calls from several goroutines
 // (the runs of an rsync destination, and the Batcher), or nil for nil.
 func lockedReport(report func(engine.Event)) func(engine.Event) {
@@ -109,7 +116,7 @@ func openSyncer(ctx context.Context, loc all.Syncer, o all.OpenOptions, report f
 // syncRsync mirrors one source to an rsync destination: one whole-tree
 // rsync. A partial transfer is reported as a failure (exit 1); any other
 // failure is the error (exit 2).
-func syncRsync(ctx context.Context, p pair, loc all.Syncer, f syncFlags, opt engine.Options, stats *engine.Stats) error {
+func syncRsync(ctx context.Context, p pair, loc all.Syncer, f *syncFlags, opt engine.Options, stats *engine.Stats) error {
 	if err := f.dest.rsync.check(); err != nil {
 		return err
 	}
@@ -137,13 +144,19 @@ func syncRsync(ctx context.Context, p pair, loc all.Syncer, f syncFlags, opt eng
 // openRsync prepares the live mirror of one source to an rsync
 // destination: it opens the syncer, which checks that rsync is installed,
 // before anything is written.
-func (m *mirror) openRsync(ctx context.Context, loc all.Syncer, f watchFlags, flt *filter.Filter, stdout, stderr io.Writer) error {
-	if err := f.dest.rsync.check(); err != nil {
+func (m *mirror) openRsync(ctx context.Context, loc all.Syncer, spec *syncSpec) error {
+	if err := checkRsync(spec.opts); err != nil {
 		return err
 	}
-	m.rep = &reporter{stdout: stdout, stderr: stderr, verbose: f.verbose, prefix: m.p.prefix, source: m.p.src}
+	if spec.cfg == nil {
+		if err := spec.f.dest.rsync.check(); err != nil {
+			return err
+		}
+	}
+	f := &spec.f
+	m.rep = spec.reporter(m.p)
 	m.report = lockedReport(m.rep.report)
-	s, err := openSyncer(ctx, loc, all.OpenOptions{Source: m.p.src, Filter: flt, NoDelete: f.noDelete, Checksum: f.checksum}, m.report, &m.stats)
+	s, err := openSyncer(ctx, loc, all.OpenOptions{Source: m.p.src, Filter: spec.flt, NoDelete: f.noDelete, Checksum: f.checksum}, m.report, &m.stats)
 	if err != nil {
 		return &exitError{code: exitSetup, err: err}
 	}
@@ -153,29 +166,39 @@ func (m *mirror) openRsync(ctx context.Context, loc all.Syncer, f watchFlags, fl
 
 // watchRsync runs the initial sync of one source into its rsync
 // destination and then sends its changes in batches until ctx ends.
-func watchRsync(ctx context.Context, m *mirror, events <-chan []watch.Event, f watchFlags, flt *filter.Filter, stderr io.Writer) error {
+func watchRsync(ctx context.Context, m *mirror, events <-chan []watch.Event, spec *syncSpec, initialDone func()) error {
+	defer initialDone() // at the latest
+	f := &spec.f
 	stats := &m.stats
 	b := engine.NewBatcher(m.syncer, engine.BatchOptions{
 		Delay:     f.delay,
 		MaxDelay:  f.maxDelay,
-		Processes: f.dest.rsync.processes,
-		Filter:    flt,
+		Processes: spec.opts.RsyncProcesses,
+		Filter:    spec.flt,
 		Report: func(ev engine.Event) {
-			if ev.Kind == engine.EventError {
+			switch {
+			case ev.Kind == engine.EventError:
 				stats.Errors.Add(1)
+				stats.RecordError(ev.Err)
+			case ev.Kind == engine.EventNotice && errors.Is(ev.Err, fsmirror.ErrTargetDown):
+				stats.RecordError(ev.Err)
 			}
 			m.report(ev)
 		},
 	})
+	m.batcher.Store(b)
 	start := time.Now()
+	m.setState(engine.StateInitialSync)
 	if err := b.InitialSync(ctx); err != nil {
 		if errors.Is(err, context.Canceled) {
 			return nil
 		}
 		return &exitError{code: exitSetup, err: fmt.Errorf("initial sync to %s: %w", m.p.dst, err)}
 	}
-	fmt.Fprintf(stderr, "fsmirror: watching %s (%d directories), mirroring to %s with rsync; initial sync took %s, %d files written, %d errors\n",
-		m.p.src, m.w.Watches(), m.p.dst, time.Since(start).Round(time.Millisecond), stats.Written.Load(), stats.Errors.Load())
+	spec.log.Info(fmt.Sprintf("watching %s (%d directories), mirroring to %s with rsync; initial sync took %s, %d files written, %d errors",
+		m.p.src, m.w.Watches(), m.p.dst, time.Since(start).Round(time.Millisecond), stats.Written.Load(), stats.Errors.Load()))
+	m.setState(engine.StateWatching)
+	initialDone()
 	if f.rescanInterval > 0 {
 		go func() {
 			t := time.NewTicker(f.rescanInterval)

@@ -5,7 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 
@@ -43,7 +43,7 @@ func indexPath(stateDir, dst string) string {
 
 // openIndex opens the index of pair p and says whether it can be trusted
 // instead of comparing the whole destination, logging why not.
-func openIndex(stateDir string, p pair, verifyOnStart bool, stderr io.Writer) (*index.Index, bool, error) {
+func openIndex(stateDir string, p pair, verifyOnStart bool, log *slog.Logger) (*index.Index, bool, error) {
 	if stateDir == "" {
 		return nil, false, errors.New("no state directory: give --state-dir")
 	}
@@ -59,12 +59,12 @@ func openIndex(stateDir string, p pair, verifyOnStart bool, stderr io.Writer) (*
 	trusted := idx.Trusted() && !verifyOnStart
 	switch {
 	case idx.Recovered() != "":
-		fmt.Fprintf(stderr, "fsmirror: index %s: %s; comparing the whole destination\n", path, idx.Recovered())
+		log.Warn(fmt.Sprintf("index %s: %s; comparing the whole destination", path, idx.Recovered()))
 	case verifyOnStart:
 	case errors.Is(statErr, os.ErrNotExist):
 		// A first run: the destination is compared and the index built.
 	case !idx.Trusted():
-		fmt.Fprintf(stderr, "fsmirror: the last run on %s did not stop cleanly; comparing the whole destination\n", p.dst)
+		log.Warn(fmt.Sprintf("the last run on %s did not stop cleanly; comparing the whole destination", p.dst))
 	}
 	return idx, trusted, nil
 }

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
+	"log/slog"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -82,6 +82,30 @@ type syncFlags struct {
 	noProgress bool
 	stateDir   string
 	workersSet bool // --workers was given
+	minSize    string
+	maxSize    string
+	size       filter.Size // from minSize and maxSize, by parseSizes
+}
+
+// parseSizes sets size from --min-size and --max-size.
+func (f *syncFlags) parseSizes() error {
+	for _, s := range []struct {
+		flag, v string
+		to      *int64
+	}{{"--min-size", f.minSize, &f.size.Min}, {"--max-size", f.maxSize, &f.size.Max}} {
+		if s.v == "" {
+			continue
+		}
+		n, err := filter.ParseSize(s.v)
+		if err != nil {
+			return setupErr("%s: %v", s.flag, err)
+		}
+		*s.to = n
+	}
+	if f.size.Max > 0 && f.size.Min > f.size.Max {
+		return setupErr("--min-size is larger than --max-size: nothing would be mirrored")
+	}
+	return nil
 }
 
 // remoteWorkers is the default number of workers for a remote destination:
@@ -108,9 +132,11 @@ func (f *syncFlags) register(cmd *cobra.Command, checksumUsage string) {
 	fl.BoolVarP(&f.checksum, "checksum", "c", false, checksumUsage)
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "list each change")
 	fl.BoolVarP(&f.relative, "relative", "R", false, "put each SRC at DEST/<absolute path of SRC>")
+	fl.StringVar(&f.minSize, "min-size", "", "leave out files smaller than `SIZE` (e.g. 1k; what DEST has under their names stays)")
+	fl.StringVar(&f.maxSize, "max-size", "", "leave out files larger than `SIZE` (e.g. 100M; what DEST has under their names stays)")
 }
 
-func newSyncCmd(stdout, stderr io.Writer) *cobra.Command {
+func newSyncCmd(a *app) *cobra.Command {
 	var f syncFlags
 	cmd := &cobra.Command{
 		Use:   "sync [flags] SRC... DEST",
@@ -142,7 +168,7 @@ an excluded directory is not descended.
 		Args: usageArgs(cobra.MinimumNArgs(2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f.workersSet = cmd.Flags().Changed("workers")
-			return runSync(cmd.Context(), f, args[:len(args)-1], args[len(args)-1], stdout, stderr)
+			return runSync(cmd.Context(), f, args[:len(args)-1], args[len(args)-1], a)
 		},
 	}
 	f.register(cmd, "skip files by content (SHA-256), not by size and mtime")
@@ -153,15 +179,20 @@ an excluded directory is not descended.
 	return cmd
 }
 
-func runSync(ctx context.Context, f syncFlags, srcs []string, dest string, stdout, stderr io.Writer) error {
+func runSync(ctx context.Context, f syncFlags, srcs []string, dest string, a *app) error {
 	if f.workers < 1 {
 		return setupErr("--workers must be at least 1")
+	}
+	if err := f.parseSizes(); err != nil {
+		return err
 	}
 	flt, err := f.excludes.filter()
 	if err != nil {
 		return err
 	}
-	sources, err := planSources(srcs, append([]string{dest}, f.to...), f.relative, f.dest.options())
+	o := f.dest.options()
+	o.RsyncArgs = append(o.RsyncArgs, rsyncSizeArgs(f.size)...)
+	sources, err := planSources(srcs, append([]string{dest}, f.to...), f.relative, o)
 	if err != nil {
 		return &exitError{code: exitSetup, err: err}
 	}
@@ -172,7 +203,8 @@ func runSync(ctx context.Context, f syncFlags, srcs []string, dest string, stdou
 		}
 	}
 	asRoot := unix.Geteuid() == 0
-	rep := &reporter{stdout: stdout, stderr: stderr, verbose: f.verbose || f.dryRun, dryRun: f.dryRun}
+	stderr := a.stderr
+	rep := &reporter{stdout: a.stdout, log: a.log, verbose: f.verbose || f.dryRun, dryRun: f.dryRun}
 	var total engine.Stats
 	var sent int64 // bytes sent to remote destinations
 	start := time.Now()
@@ -183,12 +215,13 @@ func runSync(ctx context.Context, f syncFlags, srcs []string, dest string, stdou
 			NoDelete: f.noDelete,
 			Checksum: f.checksum,
 			Filter:   flt,
+			Size:     f.size,
 			AsRoot:   asRoot,
 			Report:   rep.report,
 		}
 		stats := &engine.Stats{}
 		stopBar := startProgress(stderr, stats, !f.noProgress && !rep.verbose)
-		err := syncPair(ctx, p, f, opt, stats, &sent, stderr)
+		err := syncPair(ctx, p, &f, opt, stats, &sent, a.log)
 		stopBar()
 		addStats(&total, stats)
 		if err != nil {
@@ -199,15 +232,15 @@ func runSync(ctx context.Context, f syncFlags, srcs []string, dest string, stdou
 		}
 	}
 	if rep.verbose || isTerminal(stderr) {
-		format := "fsmirror: %d entries, %d files written (%s), %d deleted, %d errors, in %s\n"
+		format := "%d entries, %d files written (%s), %d deleted, %d errors, in %s"
 		if f.dryRun { // nothing was written: say what would have been
-			format = "fsmirror: dry run: %d entries, %d files would be written (%s), %d would be deleted, %d errors, in %s\n"
+			format = "dry run: %d entries, %d files would be written (%s), %d would be deleted, %d errors, in %s"
 		}
-		fmt.Fprintf(stderr, format,
+		a.log.Info(fmt.Sprintf(format,
 			total.Entries.Load(), total.Written.Load(), humanBytes(total.Bytes.Load()),
-			total.Deleted.Load(), total.Errors.Load(), time.Since(start).Round(time.Millisecond))
+			total.Deleted.Load(), total.Errors.Load(), time.Since(start).Round(time.Millisecond)))
 		if sent > 0 {
-			fmt.Fprintf(stderr, "fsmirror: %d bytes sent over the network (%s)\n", sent, humanBytes(sent))
+			a.log.Info(fmt.Sprintf("%d bytes sent over the network (%s)", sent, humanBytes(sent)))
 		}
 	}
 	if n := total.Errors.Load(); n > 0 {
@@ -217,7 +250,7 @@ func runSync(ctx context.Context, f syncFlags, srcs []string, dest string, stdou
 }
 
 // syncPair mirrors one source directory to its destination directory.
-func syncPair(ctx context.Context, p pair, f syncFlags, opt engine.Options, stats *engine.Stats, sent *int64, stderr io.Writer) error {
+func syncPair(ctx context.Context, p pair, f *syncFlags, opt engine.Options, stats *engine.Stats, sent *int64, log *slog.Logger) error {
 	if s, ok := p.dst.(all.Syncer); ok {
 		return syncRsync(ctx, p, s, f, opt, stats)
 	}
@@ -248,14 +281,14 @@ func syncPair(ctx context.Context, p pair, f syncFlags, opt engine.Options, stat
 			defer func() { *sent += r.BytesSent() }()
 		}
 		if f.stateDir != "" {
-			idx, trusted, err := openIndex(f.stateDir, p, false, stderr)
+			idx, trusted, err := openIndex(f.stateDir, p, false, log)
 			if err != nil {
 				t.Close()
 				return fmt.Errorf("index of %s: %w", p.dst, err)
 			}
 			defer func() {
 				if err := idx.Close(); err != nil {
-					fmt.Fprintf(stderr, "fsmirror: close index of %s: %v\n", p.dst, err)
+					log.Error(fmt.Sprintf("close index of %s: %v", p.dst, err))
 				}
 			}()
 			dst = idx.Wrap(t, trusted)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -20,7 +19,7 @@ type verifyFlags struct {
 	workers  int
 }
 
-func newVerifyCmd(stdout, stderr io.Writer) *cobra.Command {
+func newVerifyCmd(a *app) *cobra.Command {
 	var f verifyFlags
 	cmd := &cobra.Command{
 		Use:   "verify [flags] SRC DEST",
@@ -38,7 +37,7 @@ Exit status: 0 equal, 1 different, 2 error (a tree could not be read fully).`,
   fsmirror verify --checksum --exclude '*.log' ~/src /backup/src`,
 		Args: usageArgs(cobra.ExactArgs(2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runVerify(cmd.Context(), f, args[0], args[1], stdout, stderr)
+			return runVerify(cmd.Context(), f, args[0], args[1], a)
 		},
 	}
 	f.excludes.register(cmd)
@@ -47,7 +46,7 @@ Exit status: 0 equal, 1 different, 2 error (a tree could not be read fully).`,
 	return cmd
 }
 
-func runVerify(ctx context.Context, f verifyFlags, srcPath, dstPath string, stdout, stderr io.Writer) error {
+func runVerify(ctx context.Context, f verifyFlags, srcPath, dstPath string, a *app) error {
 	flt, err := f.excludes.filter()
 	if err != nil {
 		return err
@@ -80,10 +79,10 @@ func runVerify(ctx context.Context, f verifyFlags, srcPath, dstPath string, stdo
 		Workers:  f.workers,
 	})
 	for _, d := range diffs {
-		fmt.Fprintln(stdout, d.String())
+		fmt.Fprintln(a.stdout, d.String())
 	}
 	for _, err := range errs {
-		fmt.Fprintf(stderr, "fsmirror: %v\n", err)
+		a.log.Error(err.Error())
 	}
 	switch {
 	case len(errs) > 0:

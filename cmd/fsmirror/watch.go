@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -14,7 +12,6 @@ import (
 
 	"github.com/fsmirror/fsmirror"
 	"github.com/fsmirror/fsmirror/engine"
-	"github.com/fsmirror/fsmirror/filter"
 	"github.com/fsmirror/fsmirror/index"
 	"github.com/fsmirror/fsmirror/internal/fsys"
 	"github.com/fsmirror/fsmirror/target/all"
@@ -28,9 +25,10 @@ type watchFlags struct {
 	stateDir       string
 	verifyOnStart  bool
 	rescanInterval time.Duration
+	debugEvents    bool
 }
 
-func newWatchCmd(stdout, stderr io.Writer) *cobra.Command {
+func newWatchCmd(a *app) *cobra.Command {
 	var f watchFlags
 	cmd := &cobra.Command{
 		Use:   "watch [flags] SRC... DEST",
@@ -69,7 +67,7 @@ default: for a local destination it costs a full listing of both trees).
 		Args: usageArgs(cobra.MinimumNArgs(2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f.workersSet = cmd.Flags().Changed("workers")
-			return runWatch(cmd.Context(), f, args[:len(args)-1], args[len(args)-1], stdout, stderr)
+			return runWatch(cmd.Context(), f, args[:len(args)-1], args[len(args)-1], a)
 		},
 	}
 	f.register(cmd, "initial sync: skip files by content, not by size and mtime")
@@ -79,120 +77,21 @@ default: for a local destination it costs a full listing of both trees).
 	fl.StringVar(&f.stateDir, "state-dir", defaultStateDir(), "keep the index of what each destination holds in `DIR`")
 	fl.BoolVar(&f.verifyOnStart, "verify-on-start", false, "compare the whole destination at start instead of trusting the index")
 	fl.DurationVar(&f.rescanInterval, "rescan-interval", 0, "compare the whole destination this often, to catch changes made to it behind fsmirror's back (0: never)")
+	fl.BoolVar(&f.debugEvents, "debug-events", false, "log every event of the kernel's watcher (a lot)")
 	return cmd
 }
 
-func runWatch(ctx context.Context, f watchFlags, srcs []string, dest string, stdout, stderr io.Writer) error {
-	if f.workers < 1 {
-		return setupErr("--workers must be at least 1")
+func runWatch(ctx context.Context, f watchFlags, srcs []string, dest string, a *app) error {
+	spec := syncSpec{srcs: srcs, dests: append([]string{dest}, f.to...), f: f, log: a.log, stdout: a.stdout}
+	if err := spec.prepare(); err != nil {
+		return err
 	}
-	if f.delay < 0 || f.maxDelay <= 0 || f.rescanInterval < 0 {
-		return setupErr("--delay and --rescan-interval must not be negative and --max-delay must be positive")
-	}
-	flt, err := f.excludes.filter()
+	r, err := startSync(ctx, spec)
 	if err != nil {
 		return err
 	}
-	sources, err := planSources(srcs, append([]string{dest}, f.to...), f.relative, f.dest.options())
-	if err != nil {
-		return &exitError{code: exitSetup, err: err}
-	}
-	// All watches first, then the syncs: a setup error (no watches left)
-	// is found before anything is written.
-	defer func() {
-		for _, s := range sources {
-			if s.w != nil {
-				s.w.Close()
-			}
-			if s.root != nil {
-				s.root.Close()
-			}
-			for _, m := range s.mirrors {
-				if m.syncer != nil {
-					m.syncer.Close()
-				}
-				if m.dst != nil {
-					m.dst.Close()
-				}
-				if m.idx == nil {
-					continue
-				}
-				if err := m.idx.Close(); err != nil {
-					fmt.Fprintf(stderr, "fsmirror: close index of %s: %v\n", m.p.dst, err)
-				}
-			}
-		}
-	}()
-	fanout := len(f.to) > 0
-	for _, s := range sources {
-		if s.w, err = watch.New(s.path, watch.Options{Exclude: flt.Excluded}); err != nil {
-			return &exitError{code: exitSetup, err: fmt.Errorf("watch %s: %w", s.path, err)}
-		}
-		if s.root, err = fsys.OpenRoot(s.path, true); err != nil {
-			return &exitError{code: exitSetup, err: err}
-		}
-		for _, m := range s.mirrors {
-			m.w, m.src = s.w, s.root
-			if loc, ok := m.p.dst.(all.Syncer); ok {
-				if err := m.openRsync(ctx, loc, f, flt, stdout, stderr); err != nil {
-					return err
-				}
-				if fanout {
-					m.rep.to = m.p.dst.String()
-				}
-				continue
-			}
-			if m.idx, m.trusted, err = openIndex(f.stateDir, m.p, f.verifyOnStart, stderr); err != nil {
-				return &exitError{code: exitSetup, err: fmt.Errorf("index of %s: %w", m.p.dst, err)}
-			}
-			m.rep = &reporter{stdout: stdout, stderr: stderr, verbose: f.verbose, prefix: m.p.prefix, source: m.p.src}
-			if fanout {
-				m.rep.to = m.p.dst.String()
-			}
-			if m.dst, err = m.p.dst.Open(ctx, all.OpenOptions{Source: m.p.src, Create: true}); err != nil {
-				return &exitError{code: exitSetup, err: err}
-			}
-		}
-	}
-	var wg sync.WaitGroup
-	var mirrors []*mirror
-	for _, s := range sources {
-		// One watcher per source; each destination has its own queue and
-		// workers, and one that falls behind or is down holds up no other.
-		events := []<-chan []watch.Event{s.w.Events()}
-		if len(s.mirrors) > 1 {
-			events = engine.Fanout(s.w.Events(), len(s.mirrors), fanoutBuffer)
-		}
-		for i, m := range s.mirrors {
-			mirrors = append(mirrors, m)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if m.syncer != nil {
-					m.result = watchRsync(ctx, m, events[i], f, flt, stderr)
-					return
-				}
-				m.result = watchPair(ctx, m, events[i], f, flt, stderr)
-			}()
-		}
-	}
-	wg.Wait()
-	var errs []error
-	code := exitPartial
-	for _, m := range mirrors {
-		if m.result != nil && !errors.Is(m.result, context.Canceled) {
-			errs = append(errs, m.result)
-			// A setup error of an initial sync (an rsync destination
-			// that refuses the password) wrote nothing: exit 2.
-			if ee := (*exitError)(nil); errors.As(m.result, &ee) && ee.code == exitSetup && len(mirrors) == 1 {
-				code = exitSetup
-			}
-		}
-	}
-	if len(errs) > 0 {
-		return &exitError{code: code, err: errors.Join(errs...)}
-	}
-	return nil
+	<-r.done
+	return r.err
 }
 
 // fanoutBuffer is how many batches of events a destination may be behind
@@ -201,10 +100,11 @@ const fanoutBuffer = 256
 
 // source is one watched source tree and the mirrors of it.
 type source struct {
-	path    string
-	w       *watch.Watcher
-	root    *fsys.Root
-	mirrors []*mirror
+	path      string
+	w         *watch.Watcher
+	root      *fsys.Root
+	mirrors   []*mirror
+	overflows atomic.Int64 // kernel queue overflows seen
 }
 
 // planSources plans the pairs of every destination and groups them by
@@ -230,7 +130,7 @@ func planSources(srcs, dests []string, relative bool, o all.Options) ([]*source,
 				bySrc[p.src] = s
 				sources = append(sources, s)
 			}
-			s.mirrors = append(s.mirrors, &mirror{p: p})
+			s.mirrors = append(s.mirrors, &mirror{p: p, src0: s})
 		}
 	}
 	return sources, nil
@@ -239,6 +139,7 @@ func planSources(srcs, dests []string, relative bool, o all.Options) ([]*source,
 // mirror is one source mirrored to one destination.
 type mirror struct {
 	p       pair
+	src0    *source // the source it mirrors
 	w       *watch.Watcher
 	src     *fsys.Root
 	rep     *reporter
@@ -249,11 +150,19 @@ type mirror struct {
 	report  func(engine.Event)  // rep.report, safe for concurrent calls (rsync)
 	stats   engine.Stats
 	result  error
+
+	// For status: what it is doing, and the engine to ask for more.
+	state   atomic.Pointer[engine.State]
+	since   atomic.Int64 // unix ns when the current state began
+	live    atomic.Pointer[engine.Live]
+	batcher atomic.Pointer[engine.Batcher]
 }
 
 // watchPair runs the initial sync of one source and then mirrors its
 // changes until ctx ends.
-func watchPair(ctx context.Context, m *mirror, events <-chan []watch.Event, f watchFlags, flt *filter.Filter, stderr io.Writer) error {
+func watchPair(ctx context.Context, m *mirror, events <-chan []watch.Event, spec *syncSpec, initialDone func()) error {
+	defer initialDone() // at the latest
+	f, flt := &spec.f, spec.flt
 	p, w, src, idx, trusted, rep, stats := m.p, m.w, m.src, m.idx, m.trusted, m.rep, &m.stats
 	dst := idx.Wrap(m.dst, trusted)
 	var live *engine.Live
@@ -263,6 +172,7 @@ func watchPair(ctx context.Context, m *mirror, events <-chan []watch.Event, f wa
 			NoDelete: f.noDelete,
 			Checksum: f.checksum,
 			Filter:   flt,
+			Size:     f.size,
 			AsRoot:   unix.Geteuid() == 0,
 			Report:   rep.report,
 		},
@@ -284,7 +194,9 @@ func watchPair(ctx context.Context, m *mirror, events <-chan []watch.Event, f wa
 		}
 	}
 	live = engine.NewLive(src, dst, opt, stats)
+	m.live.Store(live)
 	start := time.Now()
+	m.setState(engine.StateInitialSync)
 	if err := live.InitialSync(ctx); err != nil {
 		return err
 	}
@@ -303,8 +215,10 @@ func watchPair(ctx context.Context, m *mirror, events <-chan []watch.Event, f wa
 	if !trusted {
 		how = "by comparing the destination"
 	}
-	fmt.Fprintf(stderr, "fsmirror: watching %s (%d directories), mirroring to %s; initial sync %s took %s, %d files written, %d errors\n",
-		p.src, w.Watches(), p.dst, how, time.Since(start).Round(time.Millisecond), stats.Written.Load(), stats.Errors.Load())
+	spec.log.Info(fmt.Sprintf("watching %s (%d directories), mirroring to %s; initial sync %s took %s, %d files written, %d errors",
+		p.src, w.Watches(), p.dst, how, time.Since(start).Round(time.Millisecond), stats.Written.Load(), stats.Errors.Load()))
+	m.setState(engine.StateWatching)
+	initialDone()
 	if f.rescanInterval > 0 {
 		go periodicRescan(ctx, live, dst, f.rescanInterval, stats)
 	}
