@@ -127,7 +127,7 @@ func (s *Sync) keyName(key string) string {
 	if key == "" {
 		return fmt.Sprintf("[[sync]] %q", s.Name)
 	}
-	return key
+	return fmt.Sprintf("sync %q: %s", s.Name, key)
 }
 
 // Same reports whether two syncs are set up alike, wherever they are in

@@ -220,7 +220,20 @@ func readPid(name string) int {
 	return pid
 }
 
-// alive reports whether process pid exists.
+// alive reports whether process pid exists and has not exited: a zombie
+// that its parent (init, for a started instance) has not reaped yet is
+// dead.
 func alive(pid int) bool {
-	return pid > 0 && unix.Kill(pid, 0) != unix.ESRCH
+	if pid <= 0 || unix.Kill(pid, 0) == unix.ESRCH {
+		return false
+	}
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return !errors.Is(err, os.ErrNotExist)
+	}
+	// pid (comm) STATE ...: comm may hold anything, ")" included.
+	if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && i+2 < len(stat) {
+		return stat[i+2] != 'Z'
+	}
+	return true
 }

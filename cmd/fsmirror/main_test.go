@@ -61,7 +61,9 @@ func TestScript(t *testing.T) {
 		Dir:                 filepath.Join("testdata", "script"),
 		UpdateScripts:       *update,
 		RequireExplicitExec: true,
+		Setup:               setupInstances,
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"waitfor":   cmdWaitfor,
 			"exits":     cmdExits,
 			"mtime":     cmdMtime,
 			"mkfifo":    cmdMkfifo,
@@ -75,6 +77,63 @@ func TestScript(t *testing.T) {
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},
 	})
+}
+
+// setupInstances gives each script its own runtime directory (control
+// sockets, pid files) and state directory, and kills, when the script
+// ends, any instance it started and left running (a failed script).
+func setupInstances(env *testscript.Env) error {
+	run := filepath.Join(env.WorkDir, "run")
+	env.Setenv("FSMIRROR_RUNTIME_DIR", run)
+	env.Setenv("FSMIRROR_STATE_DIR", filepath.Join(env.WorkDir, "state"))
+	env.Defer(func() { killInstances(run) })
+	return nil
+}
+
+// killInstances kills the processes of the pid files in dir.
+func killInstances(dir string) {
+	files, _ := filepath.Glob(filepath.Join(dir, "*.pid"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
+// cmdWaitfor waits, at most 30s, until a file exists (with the content,
+// if given), or with ! until it is gone:
+//
+//	waitfor dst/file 'content\n'
+//	! waitfor dst/old
+func cmdWaitfor(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 1 || len(args) > 2 {
+		ts.Fatalf("usage: [!] waitfor path [content]")
+	}
+	path := ts.MkAbs(args[0])
+	var want *string
+	if len(args) == 2 {
+		w := strings.ReplaceAll(args[1], `\n`, "\n")
+		want = &w
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		data, err := os.ReadFile(path)
+		there := err == nil && (want == nil || string(data) == *want)
+		if neg && errors.Is(err, os.ErrNotExist) || !neg && there {
+			return
+		}
+		if time.Now().After(deadline) {
+			if neg {
+				ts.Fatalf("%s is still there after 30s", args[0])
+			}
+			ts.Fatalf("%s: after 30s: %q, %v", args[0], data, err)
+		}
+		time.Sleep(pollInterval)
+	}
 }
 
 // cmdExits runs a program like exec and checks its exit status:
