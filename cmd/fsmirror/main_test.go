@@ -86,6 +86,8 @@ func setupInstances(env *testscript.Env) error {
 	run := filepath.Join(env.WorkDir, "run")
 	env.Setenv("FSMIRROR_RUNTIME_DIR", run)
 	env.Setenv("FSMIRROR_STATE_DIR", filepath.Join(env.WorkDir, "state"))
+	// Under -race a process sleeps 1s before it exits, unless told not to.
+	env.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=50"))
 	env.Defer(func() { killInstances(run) })
 	return nil
 }
