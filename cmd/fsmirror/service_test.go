@@ -331,4 +331,3 @@ func TestRun_Notify(t *testing.T) {
 	w.stop(t, syscall.SIGTERM)
 	next("STOPPING=1")
 }
-
