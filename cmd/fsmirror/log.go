@@ -107,4 +107,3 @@ func appendAttr(b *strings.Builder, group string, a slog.Attr) {
 	}
 	fmt.Fprintf(b, " %s%s=%s", group, a.Key, v)
 }
-
