@@ -73,6 +73,9 @@ func listenControl(in *instance) (*control, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, setupErr("runtime directory: %v", err)
 	}
+	if err := checkPrivateDir(dir); err != nil {
+		return nil, setupErr("runtime directory: %v", err)
+	}
 	sock, pidFile := socketPath(in.name), pidPath(in.name)
 	if len(sock) >= 108 {
 		return nil, setupErr("control socket path %s is too long for a unix socket; set FSMIRROR_RUNTIME_DIR to a shorter directory", sock)
@@ -96,6 +99,25 @@ func listenControl(in *instance) (*control, error) {
 	c := &control{ln: ln, sock: sock, pidFile: pidFile}
 	go c.serve(in)
 	return c, nil
+}
+
+// checkPrivateDir refuses a runtime directory that someone else could have
+// made for us (the fallback is in /tmp): it must be a directory of ours,
+// not a symlink, that no one else may write to.
+func checkPrivateDir(dir string) error {
+	var st unix.Stat_t
+	if err := unix.Lstat(dir, &st); err != nil {
+		return err
+	}
+	switch {
+	case st.Mode&unix.S_IFMT != unix.S_IFDIR:
+		return fmt.Errorf("%s is not a directory", dir)
+	case int(st.Uid) != os.Geteuid():
+		return fmt.Errorf("%s belongs to another user (uid %d); remove it, or set FSMIRROR_RUNTIME_DIR", dir, st.Uid)
+	case st.Mode&0o022 != 0:
+		return fmt.Errorf("%s may be written by others (mode %o); make it 0700, or set FSMIRROR_RUNTIME_DIR", dir, st.Mode&0o777)
+	}
+	return nil
 }
 
 func (c *control) close() {
