@@ -23,6 +23,21 @@ import (
 // connected to it through a socket pair, and the server's result.
 func serve(t testing.TB, dir string, o ClientOptions) (*Client, <-chan error) {
 	t.Helper()
+	a, result := startServer(t, dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := NewClient(ctx, a, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, result
+}
+
+// startServer starts a Server on a local target at dir, serving one end of
+// a socket pair, and returns the other end and the server's result.
+func startServer(t testing.TB, dir string) (net.Conn, <-chan error) {
+	t.Helper()
 	store, err := local.New(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -35,14 +50,7 @@ func serve(t testing.TB, dir string, o ClientOptions) (*Client, <-chan error) {
 		b.Close()
 		store.Close()
 	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := NewClient(ctx, a, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c, result
+	return a, result
 }
 
 // socketPair returns the two ends of a Unix stream socket pair: real
@@ -173,19 +181,9 @@ type rawConn struct {
 }
 
 func rawServe(t *testing.T) *rawConn {
+	t.Helper()
 	dir := t.TempDir()
-	store, err := local.New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, b := socketPair(t)
-	result := make(chan error, 1)
-	go func() {
-		srv := &Server{Store: store, Version: "test"}
-		result <- srv.Serve(context.Background(), b, b)
-		b.Close()
-		store.Close()
-	}()
+	a, result := startServer(t, dir)
 	a.SetDeadline(time.Now().Add(20 * time.Second))
 	t.Cleanup(func() { a.Close() })
 	return &rawConn{t: t, c: a, fr: newFrameReader(a, MaxFrame), result: result, dir: dir}
