@@ -314,7 +314,7 @@ func (b *bench) burst(t *tool, run int) (*measure, error) {
 		}
 	}()
 	t0 := time.Now()
-	if err := d.WaitReady(cfg.timeout); err != nil {
+	if err := d.WaitReady(b.ctx, cfg.timeout); err != nil {
 		m.status = "failed"
 		m.notes = append(m.notes, err.Error())
 		fmt.Fprintf(b.w, "run %d %-9s not ready: %v\n", run, t.name, err)

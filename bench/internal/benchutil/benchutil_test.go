@@ -109,3 +109,20 @@ func TestFsmirrorBinary_given(t *testing.T) {
 		t.Error("FsmirrorBinary of a missing file: no error")
 	}
 }
+
+func TestLastLines(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"", 2, "(no output)"},
+		{"\n", 2, "(no output)"},
+		{"a\nb\n", 2, "a\nb"},
+		{"a\nb\nc\n", 2, "...\nb\nc"},
+	} {
+		if got := LastLines(tt.in, tt.n); got != tt.want {
+			t.Errorf("LastLines(%q, %d) = %q, want %q", tt.in, tt.n, got, tt.want)
+		}
+	}
+}
