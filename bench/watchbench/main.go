@@ -140,7 +140,7 @@ type tool struct {
 	diffOpt testutil.DiffOptions
 	// start starts mirroring src to dst; scratch is a directory for its
 	// own files (a config file).
-	start func(src, dst, scratch string) (*daemon, error)
+	start func(src, dst, scratch string) (*benchutil.Daemon, error)
 	// cleanExit says whether an exit after SIGTERM is a clean one.
 	cleanExit func(error) bool
 }
@@ -269,8 +269,8 @@ func pickTools(ctx context.Context, w io.Writer, cfg config, binDir string) ([]*
 			tools = append(tools, &tool{
 				name: "fsmirror", strict: true,
 				diffOpt: testutil.DiffOptions{Owner: os.Geteuid() == 0},
-				start: func(src, dst, _ string) (*daemon, error) {
-					return startDaemon("fsmirror", []string{bin, "watch", src, dst}, func(line string) bool {
+				start: func(src, dst, _ string) (*benchutil.Daemon, error) {
+					return benchutil.StartDaemon("fsmirror", []string{bin, "watch", src, dst}, func(line string) bool {
 						return strings.HasPrefix(line, "fsmirror: watching")
 					})
 				},
@@ -285,21 +285,21 @@ func pickTools(ctx context.Context, w io.Writer, cfg config, binDir string) ([]*
 				return nil, nil, fmt.Errorf("lsyncd needs rsync: %w (drop lsyncd with -tools fsmirror)", err)
 			}
 			out, _ := exec.CommandContext(ctx, bin, "-version").CombinedOutput()
-			versions = append(versions, fmt.Sprintf("lsyncd:   %s: %s, %s", bin, firstLine(string(out)), lsyncdConfig("SRC", "DST", cfg.inotifyMode)))
+			versions = append(versions, fmt.Sprintf("lsyncd:   %s: %s, %s", bin, benchutil.FirstLine(out), lsyncdConfig("SRC", "DST", cfg.inotifyMode)))
 			if out, err := exec.CommandContext(ctx, "rsync", "--version").Output(); err == nil {
-				versions = append(versions, "rsync:    "+firstLine(string(out)))
+				versions = append(versions, "rsync:    "+benchutil.FirstLine(out))
 			}
 			tools = append(tools, &tool{
 				name: "lsyncd",
 				// default.rsync runs rsync -rlts: modes of existing files,
 				// owners and directory times are not its business.
 				diffOpt: testutil.DiffOptions{IgnoreDirMtime: true, IgnoreRootMeta: true},
-				start: func(src, dst, scratch string) (*daemon, error) {
+				start: func(src, dst, scratch string) (*benchutil.Daemon, error) {
 					conf := filepath.Join(scratch, "lsyncd.conf.lua")
 					if err := os.WriteFile(conf, []byte(lsyncdConfig(src, dst, cfg.inotifyMode)+"\n"), 0o644); err != nil {
 						return nil, err
 					}
-					return startDaemon("lsyncd", []string{bin, "-nodaemon", conf}, func(line string) bool {
+					return benchutil.StartDaemon("lsyncd", []string{bin, "-nodaemon", conf}, func(line string) bool {
 						return strings.Contains(line, "Startup of") && strings.Contains(line, "finished")
 					})
 				},
@@ -353,19 +353,11 @@ func luaQuote(s string) string {
 	return b.String()
 }
 
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		s = s[:i]
-	}
-	return strings.TrimSpace(s)
-}
-
 // A session is one tool running on one fresh SRC/DST pair.
 type session struct {
 	tool     *tool
 	scen     string
-	d        *daemon
+	d        *benchutil.Daemon
 	src, dst string
 	// notReady says why the tool never became ready; nil when it did.
 	notReady error
@@ -400,32 +392,32 @@ func (b *bench) open(t *tool, scen string, prepare func(src string) error, initi
 	}
 	s.d = d
 	t0 := time.Now()
-	if err := d.waitReady(b.cfg.timeout); err != nil {
+	if err := d.WaitReady(b.ctx, b.cfg.timeout); err != nil {
 		s.notReady = err
 		return s, nil
 	}
 	markerPath := filepath.Join(s.dst, marker)
-	_, ok := poll(b.ctx, t0, time.Millisecond, b.cfg.timeout, func() bool {
+	_, ok := benchutil.Poll(b.ctx, t0, time.Millisecond, b.cfg.timeout, func() bool {
 		var st unix.Stat_t
 		return unix.Lstat(markerPath, &st) == nil && (initialDone == nil || initialDone(s.dst))
 	})
 	if !ok {
 		s.notReady = fmt.Errorf("%w: %s's initial sync not complete in DST after %s although it said so",
-			errTimeout, t.name, b.cfg.timeout)
+			benchutil.ErrTimeout, t.name, b.cfg.timeout)
 	}
 	return s, nil
 }
 
 // close stops the tool and notes how it went.
 func (b *bench) close(s *session, r *result) {
-	if note := s.d.stop(10*time.Second, s.tool.cleanExit); note != "" {
+	if note := s.d.Stop(10*time.Second, s.tool.cleanExit); note != "" {
 		r.note(s.scen, "%s", note)
 	}
 }
 
 // status is the table cell for a measurement that could not run.
 func status(err error) string {
-	if errors.Is(err, errTimeout) {
+	if errors.Is(err, benchutil.ErrTimeout) {
 		return "TIMEOUT"
 	}
 	return "failed"
@@ -434,7 +426,7 @@ func status(err error) string {
 // skip records that the tool never became ready for scen.
 func (b *bench) skip(s *session, r *result) {
 	r.note(s.scen, "%s was not ready, nothing measured: %v", s.tool.name, s.notReady)
-	fmt.Fprintf(b.w, "(%s) %-9s %s: %v\n", s.scen, s.tool.name, status(s.notReady), firstLine(s.notReady.Error()))
+	fmt.Fprintf(b.w, "(%s) %-9s %s: %v\n", s.scen, s.tool.name, status(s.notReady), benchutil.FirstLine(s.notReady.Error()))
 }
 
 // waitSettled waits the settle time, then until the tool has no running
@@ -445,8 +437,7 @@ func (b *bench) waitSettled(s *session) {
 		return
 	case <-time.After(b.cfg.settle):
 	}
-	pid := s.d.cmd.Process.Pid
-	poll(b.ctx, time.Now(), 50*time.Millisecond, b.cfg.timeout, func() bool { return len(children(pid)) == 0 })
+	benchutil.Poll(b.ctx, time.Now(), 50*time.Millisecond, b.cfg.timeout, func() bool { return len(s.d.Children()) == 0 })
 }
 
 // verify compares DST with SRC until they are equal, at most the converge
@@ -458,7 +449,7 @@ func (b *bench) verify(s *session, r *result, since time.Time) cell {
 		diffs []string
 		err   error
 	)
-	_, ok := poll(b.ctx, time.Now(), 20*time.Millisecond, b.cfg.converge, func() bool {
+	_, ok := benchutil.Poll(b.ctx, time.Now(), 20*time.Millisecond, b.cfg.converge, func() bool {
 		diffs, err = testutil.Diff(s.src, s.dst, s.tool.diffOpt)
 		return err == nil && len(diffs) == 0
 	})
@@ -536,7 +527,7 @@ func (b *bench) latency(r *result) error {
 		b.skip(s, r)
 		return nil
 	}
-	cpu0, _ := s.d.cpu()
+	cpu0, _ := s.d.CPU()
 	rng := rand.New(rand.NewPCG(cfg.seed, 1))
 	data := make([]byte, 100)
 	got := make([]byte, 200)
@@ -560,7 +551,7 @@ func (b *bench) latency(r *result) error {
 			return err
 		}
 		dpath := filepath.Join(s.dst, name)
-		lat, ok := poll(b.ctx, t0, cfg.pollEvery, cfg.latTimeout, func() bool {
+		lat, ok := benchutil.Poll(b.ctx, t0, cfg.pollEvery, cfg.latTimeout, func() bool {
 			return unix.Stat(dpath, &st) == nil && st.Size == int64(len(data))
 		})
 		if !ok {
@@ -573,7 +564,7 @@ func (b *bench) latency(r *result) error {
 		if n, err := readFile(dpath, got); err != nil || !bytes.Equal(got[:n], data) {
 			r.latWrong++
 		}
-		sleep(cfg.latGap)
+		benchutil.Sleep(cfg.latGap)
 	}
 	if consecutive >= 3 {
 		r.note("a", "3 files in a row never arrived within %s; the remaining files were not written", cfg.latTimeout)
@@ -587,7 +578,7 @@ func (b *bench) latency(r *result) error {
 	}
 	b.verify(s, r, time.Now())
 	b.waitSettled(s)
-	if cpu1, err := s.d.cpu(); err == nil && s.d.alive() {
+	if cpu1, err := s.d.CPU(); err == nil && s.d.Alive() {
 		r.latCPU = cell{d: cpu1 - cpu0}
 	} else {
 		r.latCPU = cell{status: "exited"}
@@ -625,7 +616,7 @@ func (b *bench) burst(r *result) error {
 		b.skip(s, r)
 		return nil
 	}
-	cpu0, _ := s.d.cpu()
+	cpu0, _ := s.d.CPU()
 	rng := rand.New(rand.NewPCG(cfg.seed, 2))
 	want := make(map[string]int64, cfg.burstFiles)
 	buf := make([]byte, 4096)
@@ -646,7 +637,7 @@ func (b *bench) burst(r *result) error {
 	last := time.Now()
 	r.burstWrite = cell{d: last.Sub(start)}
 	dents := make([]byte, 256<<10)
-	d, ok := poll(b.ctx, last, cfg.burstPoll, cfg.timeout, func() bool { return dirHas(ddir, want, dents) })
+	d, ok := benchutil.Poll(b.ctx, last, cfg.burstPoll, cfg.timeout, func() bool { return dirHas(ddir, want, dents) })
 	if err := b.ctx.Err(); err != nil {
 		return err
 	}
@@ -661,8 +652,8 @@ func (b *bench) burst(r *result) error {
 		r.burstExact = cell{status: "TIMEOUT"}
 	}
 	b.waitSettled(s)
-	cpu1, err := s.d.cpu()
-	if err != nil || !s.d.alive() {
+	cpu1, err := s.d.CPU()
+	if err != nil || !s.d.Alive() {
 		r.burstCPU, r.idle = cell{status: "exited"}, cell{status: "exited"}
 		return nil
 	}
@@ -676,8 +667,8 @@ func (b *bench) burst(r *result) error {
 		return b.ctx.Err()
 	case <-time.After(cfg.idle):
 	}
-	cpu2, err := s.d.cpu()
-	if err != nil || !s.d.alive() {
+	cpu2, err := s.d.CPU()
+	if err != nil || !s.d.Alive() {
 		r.idle = cell{status: "exited"}
 		return nil
 	}
@@ -797,7 +788,7 @@ func (b *bench) rename(r *result) error {
 	if err := os.Rename(filepath.Join(s.src, oldName), filepath.Join(s.src, newName)); err != nil {
 		return err
 	}
-	d, ok := poll(b.ctx, t0, cfg.pollEvery, cfg.timeout, func() bool {
+	d, ok := benchutil.Poll(b.ctx, t0, cfg.pollEvery, cfg.timeout, func() bool {
 		return full(newDst) && unix.Lstat(oldDst, &st) == unix.ENOENT
 	})
 	if err := b.ctx.Err(); err != nil {

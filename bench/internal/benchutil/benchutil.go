@@ -122,10 +122,11 @@ func FSType(dir string) string {
 	return fmt.Sprintf("filesystem type %#x", st.Type)
 }
 
-// FirstLine returns the first line of out, trimmed, as a tool prints its
-// version.
-func FirstLine(out []byte) string {
-	return strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+// FirstLine returns the first line of out that is not blank, trimmed: the
+// version a tool prints, the gist of an error.
+func FirstLine[T string | []byte](out T) string {
+	s, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	return strings.TrimSpace(s)
 }
 
 // MedianOf returns the median of d, the mean of the two middle values for

@@ -48,6 +48,9 @@ func TestFormat(t *testing.T) {
 	if got := FirstLine([]byte("rsync  version 3.2.7\nmore\n")); got != "rsync  version 3.2.7" {
 		t.Errorf("FirstLine = %q", got)
 	}
+	if got := FirstLine("\n  TIMEOUT: not ready \nits output"); got != "TIMEOUT: not ready" {
+		t.Errorf("FirstLine after a blank line = %q", got)
+	}
 }
 
 func TestFormatDiffs(t *testing.T) {
