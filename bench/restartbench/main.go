@@ -25,7 +25,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -450,21 +449,10 @@ func rewrite(path string, rng *rand.Rand) error {
 	return nil
 }
 
-// timeCmd runs argv and returns its wall-clock time and the CPU time (user
-// plus system) of the process and the children it waited for. A command
-// that fails is an error that carries its output.
+// timeCmd times argv with benchutil.TimeCmd.
 func timeCmd(ctx context.Context, argv []string) (sample, error) {
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	start := time.Now()
-	err := cmd.Run()
-	wall := time.Since(start)
-	if err != nil {
-		return sample{}, fmt.Errorf("%s: %w\n%s", strings.Join(argv, " "), err, benchutil.LastLines(out.String(), 20))
-	}
-	st := cmd.ProcessState
-	return sample{wall: wall, cpu: st.UserTime() + st.SystemTime()}, nil
+	wall, cpu, err := benchutil.TimeCmd(ctx, argv)
+	return sample{wall: wall, cpu: cpu}, err
 }
 
 // report prints the medians of every restart and of rsync's no-change run,

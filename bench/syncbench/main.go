@@ -15,7 +15,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -226,21 +225,10 @@ func pickTools(ctx context.Context, w io.Writer, cfg config, binDir string) ([]t
 	return tools, nil
 }
 
-// timeCmd runs argv and returns its wall-clock time and the CPU time (user
-// plus system) of the process and the children it waited for. A command
-// that fails is an error that carries its output.
+// timeCmd times argv with benchutil.TimeCmd.
 func timeCmd(ctx context.Context, argv []string) (sample, error) {
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	start := time.Now()
-	err := cmd.Run()
-	wall := time.Since(start)
-	if err != nil {
-		return sample{}, fmt.Errorf("%s: %w\n%s", strings.Join(argv, " "), err, lastLines(out.String(), 20))
-	}
-	st := cmd.ProcessState
-	return sample{wall: wall, cpu: st.UserTime() + st.SystemTime()}, nil
+	wall, cpu, err := benchutil.TimeCmd(ctx, argv)
+	return sample{wall: wall, cpu: cpu}, err
 }
 
 // check compares dst with src. A strict tool's every result must be an
@@ -266,12 +254,4 @@ func check(w io.Writer, t tool, phase, src, dst string, checked map[string]bool)
 	}
 	fmt.Fprintln(w, "warning:", msg)
 	return nil
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = append([]string{"..."}, lines[len(lines)-n:]...)
-	}
-	return strings.Join(lines, "\n")
 }

@@ -113,6 +113,17 @@ func TestFsmirrorBinary_given(t *testing.T) {
 	}
 }
 
+func TestTimeCmd(t *testing.T) {
+	wall, _, err := TimeCmd(context.Background(), []string{"sh", "-c", "sleep 0.05"})
+	if err != nil || wall < 50*time.Millisecond {
+		t.Errorf("TimeCmd(sleep 0.05) = %v, %v", wall, err)
+	}
+	_, _, err = TimeCmd(context.Background(), []string{"sh", "-c", "echo cannot do it >&2; exit 1"})
+	if err == nil || !strings.Contains(err.Error(), "cannot do it") {
+		t.Errorf("TimeCmd of a failing command: %v, want its output", err)
+	}
+}
+
 func TestLastLines(t *testing.T) {
 	for _, tt := range []struct {
 		in   string
