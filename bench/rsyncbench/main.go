@@ -214,41 +214,20 @@ func (b *bench) pickTools(binDir string) ([]*tool, []string, error) {
 				cleanExit: func(err error) bool { return err == nil },
 			})
 		case "lsyncd":
-			bin, err := exec.LookPath("lsyncd")
+			bin, vs, err := benchutil.FindLsyncd(b.ctx, lsyncdConfig("SRC", "rsync://USER@127.0.0.1:PORT/MODULE/DIR/", "PASSWORD-FILE"))
 			if err != nil {
-				return nil, nil, fmt.Errorf("lsyncd: %w (install it, or drop it with -tools fsmirror)", err)
+				return nil, nil, err
 			}
-			out, _ := exec.CommandContext(b.ctx, bin, "-version").CombinedOutput()
-			versions = append(versions, fmt.Sprintf("lsyncd:   %s: %s, %s", bin, benchutil.FirstLine(out),
-				lsyncdConfig("SRC", "rsync://USER@127.0.0.1:PORT/MODULE/DIR/", "PASSWORD-FILE")))
-			if out, err := exec.CommandContext(b.ctx, "rsync", "--version").Output(); err == nil {
-				versions = append(versions, "rsync:    "+benchutil.FirstLine(out))
-			}
+			versions = append(versions, vs...)
 			tools = append(tools, &tool{
 				name: "lsyncd",
 				// default.rsync runs rsync -rlts: it keeps neither modes of
 				// existing files nor directory times; a reference only.
 				diffOpt: testutil.DiffOptions{IgnoreDirMtime: true, IgnoreRootMeta: true},
 				start: func(src, url, scratch string) (*benchutil.Daemon, error) {
-					conf := filepath.Join(scratch, "lsyncd.conf.lua")
-					if err := os.WriteFile(conf, []byte(lsyncdConfig(src, url+"/", b.d.PasswordFile)+"\n"), 0o644); err != nil {
-						return nil, err
-					}
-					return benchutil.StartDaemon("lsyncd", []string{bin, "-nodaemon", conf}, func(l string) bool {
-						return strings.Contains(l, "Startup of") && strings.Contains(l, "finished")
-					})
+					return benchutil.StartLsyncd(bin, scratch, lsyncdConfig(src, url+"/", b.d.PasswordFile))
 				},
-				cleanExit: func(err error) bool {
-					var ee *exec.ExitError
-					if err == nil {
-						return true
-					}
-					if !errors.As(err, &ee) {
-						return false
-					}
-					ws, ok := ee.Sys().(syscall.WaitStatus)
-					return ee.ExitCode() == 143 || ok && ws.Signaled() && ws.Signal() == syscall.SIGTERM
-				},
+				cleanExit: benchutil.LsyncdCleanExit,
 			})
 		default:
 			return nil, nil, fmt.Errorf("unknown tool %q in -tools; known: fsmirror, lsyncd", name)
@@ -265,26 +244,7 @@ func (b *bench) pickTools(binDir string) ([]*tool, []string, error) {
 func lsyncdConfig(src, target, passwordFile string) string {
 	return fmt.Sprintf(`settings { nodaemon = true, insist = true } `+
 		`sync { default.rsync, source = %s, target = %s, delay = 0, rsync = { password_file = %s } }`,
-		luaQuote(src), luaQuote(target), luaQuote(passwordFile))
-}
-
-// luaQuote makes s a Lua string literal.
-func luaQuote(s string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '"' || c == '\\':
-			b.WriteByte('\\')
-			b.WriteByte(c)
-		case c < 0x20 || c == 0x7f:
-			fmt.Fprintf(&b, "\\%03d", c)
-		default:
-			b.WriteByte(c)
-		}
-	}
-	b.WriteByte('"')
-	return b.String()
+		benchutil.LuaQuote(src), benchutil.LuaQuote(target), benchutil.LuaQuote(passwordFile))
 }
 
 const marker = ".rsyncbench-marker"

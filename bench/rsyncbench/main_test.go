@@ -10,18 +10,6 @@ import (
 	"time"
 )
 
-func TestLuaQuote(t *testing.T) {
-	for in, want := range map[string]string{
-		`/srv/www`:      `"/srv/www"`,
-		`a"b\c`:         `"a\"b\\c"`,
-		"new\nline\x7f": `"new\010line\127"`,
-	} {
-		if got := luaQuote(in); got != want {
-			t.Errorf("luaQuote(%q) = %s, want %s", in, got, want)
-		}
-	}
-}
-
 func TestDirHas(t *testing.T) {
 	dir := t.TempDir()
 	buf := make([]byte, 4096)

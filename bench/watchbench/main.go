@@ -34,7 +34,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -277,44 +276,20 @@ func pickTools(ctx context.Context, w io.Writer, cfg config, binDir string) ([]*
 				cleanExit: func(err error) bool { return err == nil },
 			})
 		case "lsyncd":
-			bin, err := exec.LookPath("lsyncd")
+			bin, vs, err := benchutil.FindLsyncd(ctx, lsyncdConfig("SRC", "DST", cfg.inotifyMode))
 			if err != nil {
-				return nil, nil, fmt.Errorf("lsyncd: %w (install it, or drop it with -tools fsmirror)", err)
+				return nil, nil, err
 			}
-			if _, err := exec.LookPath("rsync"); err != nil {
-				return nil, nil, fmt.Errorf("lsyncd needs rsync: %w (drop lsyncd with -tools fsmirror)", err)
-			}
-			out, _ := exec.CommandContext(ctx, bin, "-version").CombinedOutput()
-			versions = append(versions, fmt.Sprintf("lsyncd:   %s: %s, %s", bin, benchutil.FirstLine(out), lsyncdConfig("SRC", "DST", cfg.inotifyMode)))
-			if out, err := exec.CommandContext(ctx, "rsync", "--version").Output(); err == nil {
-				versions = append(versions, "rsync:    "+benchutil.FirstLine(out))
-			}
+			versions = append(versions, vs...)
 			tools = append(tools, &tool{
 				name: "lsyncd",
 				// default.rsync runs rsync -rlts: modes of existing files,
 				// owners and directory times are not its business.
 				diffOpt: testutil.DiffOptions{IgnoreDirMtime: true, IgnoreRootMeta: true},
 				start: func(src, dst, scratch string) (*benchutil.Daemon, error) {
-					conf := filepath.Join(scratch, "lsyncd.conf.lua")
-					if err := os.WriteFile(conf, []byte(lsyncdConfig(src, dst, cfg.inotifyMode)+"\n"), 0o644); err != nil {
-						return nil, err
-					}
-					return benchutil.StartDaemon("lsyncd", []string{bin, "-nodaemon", conf}, func(line string) bool {
-						return strings.Contains(line, "Startup of") && strings.Contains(line, "finished")
-					})
+					return benchutil.StartLsyncd(bin, scratch, lsyncdConfig(src, dst, cfg.inotifyMode))
 				},
-				// lsyncd exits with status 143 on SIGTERM.
-				cleanExit: func(err error) bool {
-					var ee *exec.ExitError
-					if err == nil {
-						return true
-					}
-					if !errors.As(err, &ee) {
-						return false
-					}
-					ws, ok := ee.Sys().(syscall.WaitStatus)
-					return ee.ExitCode() == 143 || ok && ws.Signaled() && ws.Signal() == syscall.SIGTERM
-				},
+				cleanExit: benchutil.LsyncdCleanExit,
 			})
 		default:
 			return nil, nil, fmt.Errorf("unknown tool %q in -tools; known: fsmirror, lsyncd", name)
@@ -330,27 +305,7 @@ func pickTools(ctx context.Context, w io.Writer, cfg config, binDir string) ([]*
 func lsyncdConfig(src, dst, inotifyMode string) string {
 	return fmt.Sprintf(`settings { nodaemon = true, insist = true, inotifyMode = %s } `+
 		`sync { default.rsync, source = %s, target = %s, delay = 0 }`,
-		luaQuote(inotifyMode), luaQuote(src), luaQuote(dst))
-}
-
-// luaQuote makes s a Lua string literal; bytes other than the quote, the
-// backslash and control characters stand for themselves.
-func luaQuote(s string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '"' || c == '\\':
-			b.WriteByte('\\')
-			b.WriteByte(c)
-		case c < 0x20 || c == 0x7f:
-			fmt.Fprintf(&b, "\\%03d", c)
-		default:
-			b.WriteByte(c)
-		}
-	}
-	b.WriteByte('"')
-	return b.String()
+		benchutil.LuaQuote(inotifyMode), benchutil.LuaQuote(src), benchutil.LuaQuote(dst))
 }
 
 // A session is one tool running on one fresh SRC/DST pair.

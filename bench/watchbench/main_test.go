@@ -81,19 +81,6 @@ func TestFormat(t *testing.T) {
 	}
 }
 
-func TestLuaQuote(t *testing.T) {
-	for in, want := range map[string]string{
-		"/dev/shm/a b":         `"/dev/shm/a b"`,
-		`q"uote\`:              `"q\"uote\\"`,
-		"new\nline":            `"new\010line"`,
-		"CloseWrite or Modify": `"CloseWrite or Modify"`,
-	} {
-		if got := luaQuote(in); got != want {
-			t.Errorf("luaQuote(%q) = %s, want %s", in, got, want)
-		}
-	}
-}
-
 func TestDirHas(t *testing.T) {
 	dir := t.TempDir()
 	want := map[string]int64{"a": 3, "b": 5}

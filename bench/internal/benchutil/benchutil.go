@@ -1,7 +1,9 @@
 // Package benchutil holds what the benchmark programs under bench/ share:
 // building the fsmirror binary, their work directories, the machine
-// description at the head of a report, and the small statistics and
-// formatting helpers of their tables.
+// description at the head of a report, the small statistics and formatting
+// helpers of their tables, and running the tools they measure: a timed
+// command, or a daemon (fsmirror watch, lsyncd) with its ready line, CPU
+// time and children.
 package benchutil
 
 import (
