@@ -36,8 +36,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/fsmirror/fsmirror/bench/internal/benchutil"
 	"github.com/fsmirror/fsmirror/internal/testutil"
 )
@@ -315,7 +313,7 @@ func (b *bench) burst(t *tool, run int) (*measure, error) {
 	last := time.Now()
 	m.write = last.Sub(start)
 	dents := make([]byte, 256<<10)
-	arrive, ok := benchutil.Poll(b.ctx, last, cfg.poll, cfg.timeout, func() bool { return dirHas(ddir, want, dents) })
+	arrive, ok := benchutil.Poll(b.ctx, last, cfg.poll, cfg.timeout, func() bool { return benchutil.DirHas(ddir, want, dents) })
 	if err := b.ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -371,48 +369,6 @@ func cellOf(m *measure, d time.Duration) string {
 		return m.status
 	}
 	return benchutil.Secs(d)
-}
-
-// dirHas reports whether dir holds exactly the files of want with their
-// sizes: a cheap count of entries first, then names and sizes.
-func dirHas(dir string, want map[string]int64, buf []byte) bool {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return false
-	}
-	count := -2
-	for {
-		n, err := unix.Getdents(fd, buf)
-		if err != nil || n <= 0 {
-			break
-		}
-		for b := buf[:n]; len(b) > 0; {
-			reclen := int(b[16]) | int(b[17])<<8
-			count++
-			b = b[reclen:]
-		}
-	}
-	unix.Close(fd)
-	if count != len(want) {
-		return false
-	}
-	f, err := os.Open(dir)
-	if err != nil {
-		return false
-	}
-	names, err := f.Readdirnames(-1)
-	f.Close()
-	if err != nil || len(names) != len(want) {
-		return false
-	}
-	var st unix.Stat_t
-	for _, n := range names {
-		size, ok := want[n]
-		if !ok || unix.Lstat(filepath.Join(dir, n), &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != size {
-			return false
-		}
-	}
-	return true
 }
 
 // report prints every run, the medians and the ratios.

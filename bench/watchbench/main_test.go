@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -78,37 +77,6 @@ func TestFormat(t *testing.T) {
 		if got := ratio(tt.a, tt.b); got != tt.want {
 			t.Errorf("ratio(%v, %v) = %q, want %q", tt.a, tt.b, got, tt.want)
 		}
-	}
-}
-
-func TestDirHas(t *testing.T) {
-	dir := t.TempDir()
-	want := map[string]int64{"a": 3, "b": 5}
-	buf := make([]byte, 64) // small: several getdents calls
-	if dirHas(dir, want, buf) {
-		t.Fatal("empty directory has the files")
-	}
-	os.WriteFile(filepath.Join(dir, "a"), []byte("abc"), 0o644)
-	os.WriteFile(filepath.Join(dir, ".b.XYZ"), []byte("hello"), 0o644) // rsync's temporary
-	if dirHas(dir, want, buf) {
-		t.Fatal("a temporary counts as a file")
-	}
-	os.Rename(filepath.Join(dir, ".b.XYZ"), filepath.Join(dir, "b"))
-	if !dirHas(dir, want, buf) {
-		t.Fatal("complete directory not recognised")
-	}
-	os.WriteFile(filepath.Join(dir, "b"), []byte("hell"), 0o644)
-	if dirHas(dir, want, buf) {
-		t.Fatal("a short file counts")
-	}
-	for i := range 20 {
-		os.WriteFile(filepath.Join(dir, fmt.Sprintf("extra-%d", i)), nil, 0o644)
-	}
-	if n, err := countEntries(dir, buf); n != 22 || err != nil {
-		t.Errorf("countEntries = %d, %v; want 22", n, err)
-	}
-	if dirHas(filepath.Join(dir, "missing"), want, buf) {
-		t.Fatal("a missing directory has the files")
 	}
 }
 
