@@ -187,12 +187,15 @@ func run(ctx context.Context, w io.Writer, cfg config) (err error) {
 }
 
 func (b *bench) pickTools(binDir string) ([]*tool, []string, error) {
+	names, err := benchutil.ToolNames(b.cfg.tools)
+	if err != nil {
+		return nil, nil, err
+	}
 	var tools []*tool
 	var versions []string
 	root := os.Geteuid() == 0
-	for _, name := range b.cfg.tools {
-		switch name = strings.TrimSpace(name); name {
-		case "":
+	for _, name := range names {
+		switch name {
 		case "fsmirror":
 			bin, err := benchutil.FsmirrorBinary(b.ctx, b.w, b.cfg.fsmirror, binDir,
 				"(give a binary with -fsmirror, or leave fsmirror out with -tools lsyncd)")
@@ -230,9 +233,6 @@ func (b *bench) pickTools(binDir string) ([]*tool, []string, error) {
 		default:
 			return nil, nil, fmt.Errorf("unknown tool %q in -tools; known: fsmirror, lsyncd", name)
 		}
-	}
-	if len(tools) == 0 {
-		return nil, nil, errors.New("no tools to measure")
 	}
 	return tools, versions, nil
 }

@@ -178,14 +178,12 @@ func run(ctx context.Context, w io.Writer, cfg config) (err error) {
 // pickTools resolves the tools named in cfg, building fsmirror into binDir
 // if needed.
 func pickTools(ctx context.Context, w io.Writer, cfg config, binDir string) ([]tool, error) {
+	names, err := benchutil.ToolNames(cfg.tools)
+	if err != nil {
+		return nil, err
+	}
 	var tools []tool
-	seen := map[string]bool{}
-	for _, name := range cfg.tools {
-		name = strings.TrimSpace(name)
-		if name == "" || seen[name] {
-			continue
-		}
-		seen[name] = true
+	for _, name := range names {
 		switch name {
 		case "fsmirror":
 			bin, err := benchutil.FsmirrorBinary(ctx, w, cfg.fsmirror, binDir,
@@ -218,9 +216,6 @@ func pickTools(ctx context.Context, w io.Writer, cfg config, binDir string) ([]t
 		default:
 			return nil, fmt.Errorf("unknown tool %q in -tools; known: fsmirror, rsync, cp", name)
 		}
-	}
-	if len(tools) == 0 {
-		return nil, errors.New("no tools to measure")
 	}
 	return tools, nil
 }

@@ -241,17 +241,15 @@ func run(ctx context.Context, w io.Writer, cfg config) (err error) {
 // pickTools resolves the tools named in cfg, building fsmirror into binDir
 // if needed, and returns them with version lines for the header.
 func pickTools(ctx context.Context, w io.Writer, cfg config, binDir string) ([]*tool, []string, error) {
+	names, err := benchutil.ToolNames(cfg.tools)
+	if err != nil {
+		return nil, nil, err
+	}
 	var (
 		tools    []*tool
 		versions []string
 	)
-	seen := map[string]bool{}
-	for _, name := range cfg.tools {
-		name = strings.TrimSpace(name)
-		if name == "" || seen[name] {
-			continue
-		}
-		seen[name] = true
+	for _, name := range names {
 		switch name {
 		case "fsmirror":
 			bin, err := benchutil.FsmirrorBinary(ctx, w, cfg.fsmirror, binDir,
@@ -293,9 +291,6 @@ func pickTools(ctx context.Context, w io.Writer, cfg config, binDir string) ([]*
 		default:
 			return nil, nil, fmt.Errorf("unknown tool %q in -tools; known: fsmirror, lsyncd", name)
 		}
-	}
-	if len(tools) == 0 {
-		return nil, nil, errors.New("no tools to measure")
 	}
 	return tools, versions, nil
 }
