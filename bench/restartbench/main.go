@@ -34,13 +34,11 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -65,27 +63,17 @@ func main() {
 		timeout     = flag.Duration("timeout", 5*time.Minute, "longest wait for fsmirror to be ready or to exit")
 		keep        = flag.Bool("keep", false, "keep the work directory")
 	)
-	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./bench/restartbench [flags]\n\n"+
-			"Times how long fsmirror watch takes to be ready after a restart (clean stop with no\n"+
-			"change, clean stop with changes, kill -9) against an rsync -a no-change run.\n\n")
-		flag.PrintDefaults()
-	}
-	flag.Parse()
-	if flag.NArg() > 0 || *runs < 1 || *files < 1 || *dirs < 0 || *changes < 1 || *changes > *files || *timeout <= 0 {
-		flag.Usage()
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Stdout, config{
+	benchutil.ParseFlags("restartbench",
+		"Times how long fsmirror watch takes to be ready after a restart (clean stop with no\n"+
+			"change, clean stop with changes, kill -9) against an rsync -a no-change run.",
+		func() bool {
+			return *runs >= 1 && *files >= 1 && *dirs >= 0 && *changes >= 1 && *changes <= *files && *timeout > 0
+		})
+	cfg := config{
 		fsmirror: *fsmirrorBin, dir: *dir, files: *files, dirs: *dirs, runs: *runs,
 		changes: *changes, seed: *seed, timeout: *timeout, keep: *keep,
-	})
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "restartbench:", err)
-		os.Exit(1)
 	}
+	benchutil.Main("restartbench", func(ctx context.Context) error { return run(ctx, os.Stdout, cfg) })
 }
 
 type config struct {

@@ -28,12 +28,10 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/fsmirror/fsmirror/bench/internal/benchutil"
@@ -72,27 +70,14 @@ func main() {
 		seed        = flag.Uint64("seed", def.seed, "seed of the file sizes and contents")
 		keep        = flag.Bool("keep", false, "keep the work directory")
 	)
-	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./bench/rsyncbench [flags]\n\n"+
-			"Times a burst of files into a new directory until it has arrived in a local rsync\n"+
-			"daemon, through fsmirror watch rsync://... and through lsyncd's default.rsync.\n\n")
-		flag.PrintDefaults()
-	}
-	flag.Parse()
-	if flag.NArg() > 0 || *files < 1 || *runs < 1 || *processes < 1 || *timeout <= 0 {
-		flag.Usage()
-		os.Exit(2)
-	}
+	benchutil.ParseFlags("rsyncbench",
+		"Times a burst of files into a new directory until it has arrived in a local rsync\n"+
+			"daemon, through fsmirror watch rsync://... and through lsyncd's default.rsync.",
+		func() bool { return *files >= 1 && *runs >= 1 && *processes >= 1 && *timeout > 0 })
 	cfg := def
 	cfg.fsmirror, cfg.dir, cfg.tools, cfg.files, cfg.runs = *fsmirrorBin, *dir, strings.Split(*tools, ","), *files, *runs
 	cfg.processes, cfg.timeout, cfg.seed, cfg.keep = *processes, *timeout, *seed, *keep
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Stdout, cfg)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "rsyncbench:", err)
-		os.Exit(1)
-	}
+	benchutil.Main("rsyncbench", func(ctx context.Context) error { return run(ctx, os.Stdout, cfg) })
 }
 
 // A tool is one live mirror under test.

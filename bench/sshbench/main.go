@@ -25,7 +25,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -51,12 +50,9 @@ func main() {
 		keep     = flag.Bool("keep", false, "keep the work directory")
 	)
 	flag.Parse()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, *bin, *dir, *files, *dirs, *runs, *bigMiB, *appendKB, *samples, *keep); err != nil {
-		fmt.Fprintln(os.Stderr, "sshbench:", err)
-		os.Exit(1)
-	}
+	benchutil.Main("sshbench", func(ctx context.Context) error {
+		return run(ctx, *bin, *dir, *files, *dirs, *runs, *bigMiB, *appendKB, *samples, *keep)
+	})
 }
 
 func run(ctx context.Context, bin, dir string, files, dirs, runs, bigMiB, appendKB, samples int, keep bool) error {

@@ -22,10 +22,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/fsmirror/fsmirror/bench/internal/benchutil"
@@ -64,27 +62,15 @@ func main() {
 		tools       = flag.String("tools", "fsmirror,rsync,cp", "comma-separated `LIST` of tools to measure")
 		keep        = flag.Bool("keep", false, "keep the work directory")
 	)
-	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./bench/syncbench [flags]\n\n"+
-			"Times fsmirror sync, rsync -a and cp -a copying a tree of many small files,\n"+
-			"first into an empty destination, then again over the finished copy.\n\n")
-		flag.PrintDefaults()
-	}
-	flag.Parse()
-	if flag.NArg() > 0 || *runs < 1 || *files < 0 || *dirs < 0 {
-		flag.Usage()
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Stdout, config{
+	benchutil.ParseFlags("syncbench",
+		"Times fsmirror sync, rsync -a and cp -a copying a tree of many small files,\n"+
+			"first into an empty destination, then again over the finished copy.",
+		func() bool { return *runs >= 1 && *files >= 0 && *dirs >= 0 })
+	cfg := config{
 		fsmirror: *fsmirrorBin, dir: *dir, files: *files, dirs: *dirs,
 		runs: *runs, seed: *seed, tools: strings.Split(*tools, ","), keep: *keep,
-	})
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "syncbench:", err)
-		os.Exit(1)
 	}
+	benchutil.Main("syncbench", func(ctx context.Context) error { return run(ctx, os.Stdout, cfg) })
 }
 
 type config struct {

@@ -33,10 +33,8 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -62,31 +60,19 @@ func main() {
 		seed        = flag.Uint64("seed", def.seed, "seed of the file sizes and contents")
 		keep        = flag.Bool("keep", false, "keep the work directory")
 	)
-	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./bench/watchbench [flags]\n\n"+
-			"Runs fsmirror watch and lsyncd side by side and measures the latency of a new file,\n"+
+	benchutil.ParseFlags("watchbench",
+		"Runs fsmirror watch and lsyncd side by side and measures the latency of a new file,\n"+
 			"a burst of 5,000 files into a new directory, the rename of a 200 MiB file, and\n"+
-			"the CPU used while idle.\n\n")
-		flag.PrintDefaults()
-	}
-	flag.Parse()
-	if flag.NArg() > 0 || *latFiles < 1 || *burstFiles < 1 || *bigMiB < 1 || *idle < 0 || *settle < 0 || *timeout <= 0 || *latGap < 0 {
-		flag.Usage()
-		os.Exit(2)
-	}
+			"the CPU used while idle.",
+		func() bool {
+			return *latFiles >= 1 && *burstFiles >= 1 && *bigMiB >= 1 && *idle >= 0 && *settle >= 0 && *timeout > 0 && *latGap >= 0
+		})
 	cfg := def
 	cfg.fsmirror, cfg.dir, cfg.tools = *fsmirrorBin, *dir, strings.Split(*tools, ",")
 	cfg.latFiles, cfg.latGap, cfg.burstFiles, cfg.bigMiB = *latFiles, *latGap, *burstFiles, *bigMiB
 	cfg.idle, cfg.settle, cfg.timeout, cfg.inotifyMode = *idle, *settle, *timeout, *mode
 	cfg.seed, cfg.keep = *seed, *keep
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Stdout, cfg)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "watchbench:", err)
-		os.Exit(1)
-	}
+	benchutil.Main("watchbench", func(ctx context.Context) error { return run(ctx, os.Stdout, cfg) })
 }
 
 type config struct {

@@ -1,9 +1,15 @@
 package benchutil
 
 import (
+	"context"
 	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
 	"slices"
 	"strings"
+	"syscall"
 )
 
 // ToolNames returns the names in a -tools list, trimmed, in their order,
@@ -19,4 +25,32 @@ func ToolNames(list []string) ([]string, error) {
 		return nil, errors.New("no tools to measure")
 	}
 	return names, nil
+}
+
+// ParseFlags parses the command line of the benchmark name, whose usage
+// message tells about it before the flags. A positional argument, or flag
+// values valid rejects, print the usage and exit with status 2.
+func ParseFlags(name, about string, valid func() bool) {
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./bench/%s [flags]\n\n%s\n\n", name, about)
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if flag.NArg() > 0 || !valid() {
+		flag.Usage()
+		os.Exit(2)
+	}
+}
+
+// Main runs the benchmark name with a context that an interrupt or SIGTERM
+// cancels, so that it can clean up; an error is printed after the name and
+// makes the exit status 1.
+func Main(name string, run func(ctx context.Context) error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
+		os.Exit(1)
+	}
 }
