@@ -86,7 +86,7 @@ func run(ctx context.Context, bin, dir string, files, dirs, runs, bigMiB, append
 		return append([]string{"rsync", "-a", "-e", sshd.Command}, args...)
 	}
 	fmt.Printf("machine: %s, %s; trees in %s (%s); sshd on %s\n", benchutil.CPUModel(), benchutil.Kernel(), dir, benchutil.FSType(dir), sshd.Addr)
-	fmt.Printf("load average at start: %s\n", loadavg())
+	fmt.Printf("load average at start: %s\n", benchutil.LoadAverage())
 
 	// 1. Initial copy of the small-files tree.
 	src := filepath.Join(work, "src")
@@ -195,7 +195,7 @@ func run(ctx context.Context, bin, dir string, files, dirs, runs, bigMiB, append
 	med, p99 := lat[len(lat)/2], lat[min(len(lat)-1, len(lat)*99/100)]
 	fmt.Printf("close → full content in DEST: median %.3f ms, p99 %.3f ms (target: median < 5 ms) %s\n",
 		ms(med), ms(p99), benchutil.Verdict(med < 5*time.Millisecond))
-	fmt.Printf("load average at end: %s\n", loadavg())
+	fmt.Printf("load average at end: %s\n", benchutil.LoadAverage())
 	return nil
 }
 
@@ -294,12 +294,3 @@ func human(n int64) string {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-func loadavg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
