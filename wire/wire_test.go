@@ -196,6 +196,20 @@ func (r *rawConn) send(typ byte, msg []byte) {
 	r.c.Write(append(hdr[:], msg...))
 }
 
+// apply sends op as request id, a write with the one byte "x" inline.
+func (r *rawConn) apply(id uint64, op *fsmirror.Op) {
+	var e enc
+	e.uint(id)
+	encodeOp(&e, op)
+	if op.Kind == fsmirror.OpWrite {
+		e.byte1(dataInline)
+		e.bytes([]byte("x"))
+	} else {
+		e.byte1(dataNone)
+	}
+	r.send(msgApply, e.b)
+}
+
 func (r *rawConn) hello(version uint64) {
 	var e enc
 	e.string(magic)
@@ -264,16 +278,7 @@ func TestServer_HostilePaths(t *testing.T) {
 				if kind == fsmirror.OpRename {
 					op.Path, op.From = "ok", p
 				}
-				var e enc
-				e.uint(1)
-				encodeOp(&e, op)
-				if kind == fsmirror.OpWrite {
-					e.byte1(dataInline)
-					e.bytes([]byte("x"))
-				} else {
-					e.byte1(dataNone)
-				}
-				r.send(msgApply, e.b)
+				r.apply(1, op)
 				d := dec{b: r.expect(msgError)}
 				if _, _, fatal := decodeError(&d); !fatal {
 					t.Fatal("a bad path did not end the connection")
@@ -288,16 +293,7 @@ func TestServer_HostilePaths(t *testing.T) {
 		r.hello(ProtocolVersion)
 		r.expect(msgHello)
 		for i, kind := range []fsmirror.OpKind{fsmirror.OpWrite, fsmirror.OpMkdir, fsmirror.OpSymlink} {
-			var e enc
-			e.uint(uint64(i + 1))
-			encodeOp(&e, &fsmirror.Op{Kind: kind, Path: "evil/x", Entry: fsmirror.Entry{Type: fsmirror.TypeFile, Target: "t"}})
-			if kind == fsmirror.OpWrite {
-				e.byte1(dataInline)
-				e.bytes([]byte("x"))
-			} else {
-				e.byte1(dataNone)
-			}
-			r.send(msgApply, e.b)
+			r.apply(uint64(i+1), &fsmirror.Op{Kind: kind, Path: "evil/x", Entry: fsmirror.Entry{Type: fsmirror.TypeFile, Target: "t"}})
 			d := dec{b: r.expect(msgError)}
 			if id, err, _ := decodeError(&d); id != uint64(i+1) || err == nil {
 				t.Fatalf("%s through a symlink: answer %d %v", kind, id, err)
@@ -341,11 +337,7 @@ func TestServer_Malformed(t *testing.T) {
 			r.send(msgData, e.b)
 		},
 		"ModeTooLarge": func(r *rawConn) {
-			var e enc
-			e.uint(1)
-			encodeOp(&e, &fsmirror.Op{Kind: fsmirror.OpSetMeta, Path: "", Entry: fsmirror.Entry{Type: fsmirror.TypeDir, Mode: 1 << 20}})
-			e.byte1(dataNone)
-			r.send(msgApply, e.b)
+			r.apply(1, &fsmirror.Op{Kind: fsmirror.OpSetMeta, Path: "", Entry: fsmirror.Entry{Type: fsmirror.TypeDir, Mode: 1 << 20}})
 		},
 	}
 	for name, send := range cases {
