@@ -51,6 +51,8 @@ type destFlags struct {
 	remoteFsmirror string
 	installAgent   bool
 	compress       bool
+	tokenFile      string
+	fingerprint    string
 }
 
 func (d *destFlags) register(cmd *cobra.Command) {
@@ -59,10 +61,13 @@ func (d *destFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&d.remoteFsmirror, "remote-fsmirror", "fsmirror", "the fsmirror binary on the remote host (`PATH`)")
 	fl.BoolVar(&d.installAgent, "install-agent", false, "copy this fsmirror binary to the remote host's cache directory (once per build) and run that")
 	fl.BoolVarP(&d.compress, "compress", "z", false, "compress file content sent to remote destinations")
+	fl.StringVar(&d.tokenFile, "token-file", "", "for fsmirror:// destinations: the `FILE` holding the token the receiver knows this client by")
+	fl.StringVar(&d.fingerprint, "fingerprint", "", "for fsmirror:// destinations: the receiver's key fingerprint (`HEX`, printed by fsmirror serve init)")
 }
 
 func (d *destFlags) options() all.Options {
-	return all.Options{SSH: d.ssh, RemoteFsmirror: d.remoteFsmirror, InstallAgent: d.installAgent, Compress: d.compress}
+	return all.Options{SSH: d.ssh, RemoteFsmirror: d.remoteFsmirror, InstallAgent: d.installAgent, Compress: d.compress,
+		TokenFile: d.tokenFile, Fingerprint: d.fingerprint}
 }
 
 type syncFlags struct {

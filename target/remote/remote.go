@@ -212,7 +212,7 @@ func (t *Target) Apply(ctx context.Context, op *fsmirror.Op) error {
 	}
 	if isFull(err) {
 		t.full.set(op)
-		return fmt.Errorf("%w: %s has no room left (%w); the work is kept and sent when there is", fsmirror.ErrTargetDown, t.d, err)
+		return fmt.Errorf("%w: %s is full (%w)", fsmirror.ErrTargetDown, t.d, err)
 	}
 	return err
 }
