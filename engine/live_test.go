@@ -240,3 +240,39 @@ func TestPathSet_AgreesWithOverlaps(t *testing.T) {
 		}
 	}
 }
+
+// TestFanout_SlowOutputMissesNothing checks that an output nobody reads
+// does not hold up the others, and that it is owed and then sent a Rescan
+// of the whole tree once it is read again.
+func TestFanout_SlowOutputMissesNothing(t *testing.T) {
+	in := make(chan []watch.Event)
+	outs := Fanout(in, 2, 2)
+	fast, slow := outs[0], outs[1]
+	const n = 50
+	go func() {
+		for i := range n {
+			in <- []watch.Event{{Kind: watch.Changed, Path: "f" + string(rune('a'+i%26))}}
+		}
+		close(in)
+	}()
+	// The producer is done (fast is closed) while slow was never read:
+	// slow held nobody up. fast got every batch, or a Rescan at the end
+	// after those it was too slow for.
+	var got []watch.Event
+	for b := range fast {
+		got = append(got, b...)
+	}
+	if len(got) != n && !slices.ContainsFunc(got, func(e watch.Event) bool { return e.Kind == watch.Rescan }) {
+		t.Fatalf("the fast output got %d of %d batches and no Rescan", len(got), n)
+	}
+	var events []watch.Event
+	for b := range slow {
+		events = append(events, b...)
+	}
+	if len(events) == 0 || events[len(events)-1].Kind != watch.Rescan || events[len(events)-1].Path != "" {
+		t.Fatalf("the slow output's last event is not a Rescan of the tree: %v", events)
+	}
+	if len(events) > 3 {
+		t.Fatalf("the slow output got %d events; it should have missed most and got a Rescan", len(events))
+	}
+}

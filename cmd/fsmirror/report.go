@@ -21,6 +21,7 @@ type reporter struct {
 	dryRun         bool
 	prefix         string // of the current source's paths under DEST
 	source         string // the current source, for notices
+	to             string // the destination, when there are several
 }
 
 func (r *reporter) report(ev engine.Event) {
@@ -28,10 +29,18 @@ func (r *reporter) report(ev engine.Event) {
 	switch ev.Kind {
 	case engine.EventChange:
 		if r.verbose {
-			fmt.Fprintln(r.stdout, r.describe(&ev.Op, path))
+			if r.to != "" {
+				fmt.Fprintln(r.stdout, r.to+": "+r.describe(&ev.Op, path))
+			} else {
+				fmt.Fprintln(r.stdout, r.describe(&ev.Op, path))
+			}
 		}
 	case engine.EventNotice:
-		fmt.Fprintf(r.stderr, "fsmirror: %s: %v\n", r.source, ev.Err)
+		if r.to != "" {
+			fmt.Fprintf(r.stderr, "fsmirror: %s -> %s: %v\n", r.source, r.to, ev.Err)
+		} else {
+			fmt.Fprintf(r.stderr, "fsmirror: %s: %v\n", r.source, ev.Err)
+		}
 	case engine.EventSkip:
 		fmt.Fprintf(r.stderr, "fsmirror: skipped %s: %v\n", fsmirror.QuotePath(path), ev.Err)
 	case engine.EventError:
@@ -67,7 +76,10 @@ func (r *reporter) describe(op *fsmirror.Op, path string) string {
 	case fsmirror.OpSymlink:
 		s = "symlink " + q + " -> " + fsmirror.QuotePath(op.Entry.Target)
 	case fsmirror.OpLink:
-		s = "link    " + q + " => " + fsmirror.QuotePath(r.under(op.From))
+		s = "link    " + q
+		if op.From != "" { // rsync does not say which name it linked to
+			s += " => " + fsmirror.QuotePath(r.under(op.From))
+		}
 	case fsmirror.OpRename:
 		s = "rename  " + fsmirror.QuotePath(r.under(op.From)) + " -> " + q
 	case fsmirror.OpDelete:

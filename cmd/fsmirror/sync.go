@@ -53,6 +53,7 @@ type destFlags struct {
 	compress       bool
 	tokenFile      string
 	fingerprint    string
+	rsync          rsyncFlags
 }
 
 func (d *destFlags) register(cmd *cobra.Command) {
@@ -63,15 +64,19 @@ func (d *destFlags) register(cmd *cobra.Command) {
 	fl.BoolVarP(&d.compress, "compress", "z", false, "compress file content sent to remote destinations")
 	fl.StringVar(&d.tokenFile, "token-file", "", "for fsmirror:// destinations: the `FILE` holding the token the receiver knows this client by")
 	fl.StringVar(&d.fingerprint, "fingerprint", "", "for fsmirror:// destinations: the receiver's key fingerprint (`HEX`, printed by fsmirror serve init)")
+	d.rsync.register(cmd)
 }
 
 func (d *destFlags) options() all.Options {
-	return all.Options{SSH: d.ssh, RemoteFsmirror: d.remoteFsmirror, InstallAgent: d.installAgent, Compress: d.compress,
+	o := all.Options{SSH: d.ssh, RemoteFsmirror: d.remoteFsmirror, InstallAgent: d.installAgent, Compress: d.compress,
 		TokenFile: d.tokenFile, Fingerprint: d.fingerprint}
+	d.rsync.apply(&o)
+	return o
 }
 
 type syncFlags struct {
 	dest       destFlags
+	to         []string // more destinations
 	excludes   excludeFlags
 	workers    int
 	noDelete   bool
@@ -101,6 +106,7 @@ func (f *syncFlags) workersFor(loc all.Location) int {
 func (f *syncFlags) register(cmd *cobra.Command, checksumUsage string) {
 	f.excludes.register(cmd)
 	f.dest.register(cmd)
+	cmd.Flags().StringArrayVar(&f.to, "to", nil, "mirror to `DEST` too (repeatable): each destination has its own queue, and one that is slow or down holds up no other")
 	fl := cmd.Flags()
 	fl.IntVar(&f.workers, "workers", engine.DefaultWorkers(), "parallel walkers and copiers")
 	fl.BoolVar(&f.noDelete, "no-delete", false, "keep what DEST has and SRC does not")
@@ -130,11 +136,14 @@ name and renamed into place, so no half-written file is ever visible; the
 temporaries of an interrupted run are removed.
 
 Excluded paths (gitignore syntax) are neither copied nor deleted on DEST, and
-an excluded directory is not descended.`,
+an excluded directory is not descended.
+
+` + rsyncHelp,
 		Example: `  fsmirror sync /srv/www /mnt/mirror/www
   fsmirror sync -v --exclude '*.tmp' --exclude cache/ ~/src /backup/src
   fsmirror sync --relative /etc /home/alice /backup     # /backup/etc, /backup/home/alice
-  fsmirror sync --dry-run /data /mnt/data               # show what would change`,
+  fsmirror sync --dry-run /data /mnt/data               # show what would change
+  fsmirror sync --password-file ~/.nas-pw /srv/www rsync://backup@nas/mirror/www`,
 		Args: usageArgs(cobra.MinimumNArgs(2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f.workersSet = cmd.Flags().Changed("workers")
@@ -157,9 +166,15 @@ func runSync(ctx context.Context, f syncFlags, srcs []string, dest string, stdou
 	if err != nil {
 		return err
 	}
-	pairs, err := planPairs(srcs, dest, f.relative, f.dest.options())
+	sources, err := planSources(srcs, append([]string{dest}, f.to...), f.relative, f.dest.options())
 	if err != nil {
 		return &exitError{code: exitSetup, err: err}
+	}
+	var pairs []pair
+	for _, s := range sources {
+		for _, m := range s.mirrors {
+			pairs = append(pairs, m.p)
+		}
 	}
 	asRoot := unix.Geteuid() == 0
 	rep := &reporter{stdout: stdout, stderr: stderr, verbose: f.verbose || f.dryRun, dryRun: f.dryRun}
@@ -208,6 +223,9 @@ func runSync(ctx context.Context, f syncFlags, srcs []string, dest string, stdou
 
 // syncPair mirrors one source directory to its destination directory.
 func syncPair(ctx context.Context, p pair, f syncFlags, opt engine.Options, stats *engine.Stats, sent *int64, stderr io.Writer) error {
+	if s, ok := p.dst.(all.Syncer); ok {
+		return syncRsync(ctx, p, s, f, opt, stats)
+	}
 	dryRun := f.dryRun
 	src, err := fsys.OpenRoot(p.src, false)
 	if err != nil {

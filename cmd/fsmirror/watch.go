@@ -58,9 +58,14 @@ while fsmirror was down, without listing the destination. After a crash (or with
 compared instead, which also removes the temporaries of interrupted writes.
 A destination changed behind fsmirror's back is only caught by such a compare:
 use --verify-on-start, or --rescan-interval for a periodic one (off by
-default: for a local destination it costs a full listing of both trees).`,
+default: for a local destination it costs a full listing of both trees).
+
+` + rsyncHelp,
 		Example: `  fsmirror watch /srv/www /mnt/mirror/www
-  fsmirror watch -v --exclude '*.swp' --delay 200ms ~/src /backup/src`,
+  fsmirror watch -v --exclude '*.swp' --delay 200ms ~/src /backup/src
+  fsmirror watch /srv/www /mnt/mirror/www --to web2:/srv/www --to web3:/srv/www
+  fsmirror watch --password-file ~/.nas-pw /srv/www rsync://backup@nas/mirror/www
+  fsmirror watch --rsync --bwlimit 5m /srv/www deploy@old-server:/var/www`,
 		Args: usageArgs(cobra.MinimumNArgs(2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f.workersSet = cmd.Flags().Changed("workers")
@@ -88,70 +93,150 @@ func runWatch(ctx context.Context, f watchFlags, srcs []string, dest string, std
 	if err != nil {
 		return err
 	}
-	pairs, err := planPairs(srcs, dest, f.relative, f.dest.options())
+	sources, err := planSources(srcs, append([]string{dest}, f.to...), f.relative, f.dest.options())
 	if err != nil {
 		return &exitError{code: exitSetup, err: err}
 	}
 	// All watches first, then the syncs: a setup error (no watches left)
 	// is found before anything is written.
-	var mirrors []*mirror
 	defer func() {
-		for _, m := range mirrors {
-			m.w.Close()
-			m.src.Close()
-			if m.dst != nil {
-				m.dst.Close()
+		for _, s := range sources {
+			if s.w != nil {
+				s.w.Close()
 			}
-			if err := m.idx.Close(); err != nil {
-				fmt.Fprintf(stderr, "fsmirror: close index of %s: %v\n", m.p.dst, err)
+			if s.root != nil {
+				s.root.Close()
+			}
+			for _, m := range s.mirrors {
+				if m.syncer != nil {
+					m.syncer.Close()
+				}
+				if m.dst != nil {
+					m.dst.Close()
+				}
+				if m.idx == nil {
+					continue
+				}
+				if err := m.idx.Close(); err != nil {
+					fmt.Fprintf(stderr, "fsmirror: close index of %s: %v\n", m.p.dst, err)
+				}
 			}
 		}
 	}()
-	for _, p := range pairs {
-		w, err := watch.New(p.src, watch.Options{Exclude: flt.Excluded})
-		if err != nil {
-			return &exitError{code: exitSetup, err: fmt.Errorf("watch %s: %w", p.src, err)}
+	fanout := len(f.to) > 0
+	for _, s := range sources {
+		if s.w, err = watch.New(s.path, watch.Options{Exclude: flt.Excluded}); err != nil {
+			return &exitError{code: exitSetup, err: fmt.Errorf("watch %s: %w", s.path, err)}
 		}
-		src, err := fsys.OpenRoot(p.src, true)
-		if err != nil {
-			w.Close()
+		if s.root, err = fsys.OpenRoot(s.path, true); err != nil {
 			return &exitError{code: exitSetup, err: err}
 		}
-		idx, trusted, err := openIndex(f.stateDir, p, f.verifyOnStart, stderr)
-		if err != nil {
-			w.Close()
-			src.Close()
-			return &exitError{code: exitSetup, err: fmt.Errorf("index of %s: %w", p.dst, err)}
-		}
-		rep := &reporter{stdout: stdout, stderr: stderr, verbose: f.verbose, prefix: p.prefix, source: p.src}
-		m := &mirror{p: p, w: w, src: src, rep: rep, idx: idx, trusted: trusted}
-		mirrors = append(mirrors, m)
-		if m.dst, err = p.dst.Open(ctx, all.OpenOptions{Source: p.src, Create: true}); err != nil {
-			return &exitError{code: exitSetup, err: err}
+		for _, m := range s.mirrors {
+			m.w, m.src = s.w, s.root
+			if loc, ok := m.p.dst.(all.Syncer); ok {
+				if err := m.openRsync(ctx, loc, f, flt, stdout, stderr); err != nil {
+					return err
+				}
+				if fanout {
+					m.rep.to = m.p.dst.String()
+				}
+				continue
+			}
+			if m.idx, m.trusted, err = openIndex(f.stateDir, m.p, f.verifyOnStart, stderr); err != nil {
+				return &exitError{code: exitSetup, err: fmt.Errorf("index of %s: %w", m.p.dst, err)}
+			}
+			m.rep = &reporter{stdout: stdout, stderr: stderr, verbose: f.verbose, prefix: m.p.prefix, source: m.p.src}
+			if fanout {
+				m.rep.to = m.p.dst.String()
+			}
+			if m.dst, err = m.p.dst.Open(ctx, all.OpenOptions{Source: m.p.src, Create: true}); err != nil {
+				return &exitError{code: exitSetup, err: err}
+			}
 		}
 	}
 	var wg sync.WaitGroup
-	for _, m := range mirrors {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			m.result = watchPair(ctx, m, f, flt, stderr)
-		}()
+	var mirrors []*mirror
+	for _, s := range sources {
+		// One watcher per source; each destination has its own queue and
+		// workers, and one that falls behind or is down holds up no other.
+		events := []<-chan []watch.Event{s.w.Events()}
+		if len(s.mirrors) > 1 {
+			events = engine.Fanout(s.w.Events(), len(s.mirrors), fanoutBuffer)
+		}
+		for i, m := range s.mirrors {
+			mirrors = append(mirrors, m)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if m.syncer != nil {
+					m.result = watchRsync(ctx, m, events[i], f, flt, stderr)
+					return
+				}
+				m.result = watchPair(ctx, m, events[i], f, flt, stderr)
+			}()
+		}
 	}
 	wg.Wait()
 	var errs []error
+	code := exitPartial
 	for _, m := range mirrors {
 		if m.result != nil && !errors.Is(m.result, context.Canceled) {
 			errs = append(errs, m.result)
+			// A setup error of an initial sync (an rsync destination
+			// that refuses the password) wrote nothing: exit 2.
+			if ee := (*exitError)(nil); errors.As(m.result, &ee) && ee.code == exitSetup && len(mirrors) == 1 {
+				code = exitSetup
+			}
 		}
 	}
 	if len(errs) > 0 {
-		return &exitError{code: exitPartial, err: errors.Join(errs...)}
+		return &exitError{code: code, err: errors.Join(errs...)}
 	}
 	return nil
 }
 
-// mirror is one source watched and mirrored to its destination.
+// fanoutBuffer is how many batches of events a destination may be behind
+// the others before it is sent a rescan instead.
+const fanoutBuffer = 256
+
+// source is one watched source tree and the mirrors of it.
+type source struct {
+	path    string
+	w       *watch.Watcher
+	root    *fsys.Root
+	mirrors []*mirror
+}
+
+// planSources plans the pairs of every destination and groups them by
+// source, refusing a destination given twice.
+func planSources(srcs, dests []string, relative bool, o all.Options) ([]*source, error) {
+	var sources []*source
+	bySrc := map[string]*source{}
+	seen := map[string]bool{}
+	for _, d := range dests {
+		pairs, err := planPairs(srcs, d, relative, o)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range pairs {
+			key := p.src + "\x00" + p.dst.Key()
+			if seen[key] {
+				return nil, fmt.Errorf("destination %s is given twice", p.dst)
+			}
+			seen[key] = true
+			s := bySrc[p.src]
+			if s == nil {
+				s = &source{path: p.src}
+				bySrc[p.src] = s
+				sources = append(sources, s)
+			}
+			s.mirrors = append(s.mirrors, &mirror{p: p})
+		}
+	}
+	return sources, nil
+}
+
+// mirror is one source mirrored to one destination.
 type mirror struct {
 	p       pair
 	w       *watch.Watcher
@@ -160,13 +245,15 @@ type mirror struct {
 	idx     *index.Index
 	trusted bool
 	dst     fsmirror.Target
+	syncer  fsmirror.PathSyncer // instead of idx and dst, for rsync
+	report  func(engine.Event)  // rep.report, safe for concurrent calls (rsync)
 	stats   engine.Stats
 	result  error
 }
 
 // watchPair runs the initial sync of one source and then mirrors its
 // changes until ctx ends.
-func watchPair(ctx context.Context, m *mirror, f watchFlags, flt *filter.Filter, stderr io.Writer) error {
+func watchPair(ctx context.Context, m *mirror, events <-chan []watch.Event, f watchFlags, flt *filter.Filter, stderr io.Writer) error {
 	p, w, src, idx, trusted, rep, stats := m.p, m.w, m.src, m.idx, m.trusted, m.rep, &m.stats
 	dst := idx.Wrap(m.dst, trusted)
 	var live *engine.Live
@@ -221,7 +308,7 @@ func watchPair(ctx context.Context, m *mirror, f watchFlags, flt *filter.Filter,
 	if f.rescanInterval > 0 {
 		go periodicRescan(ctx, live, dst, f.rescanInterval, stats)
 	}
-	err := live.Run(ctx, w.Events())
+	err := live.Run(ctx, events)
 	if errors.Is(err, context.Canceled) {
 		err = nil
 	}

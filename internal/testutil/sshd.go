@@ -156,6 +156,9 @@ func (s *SSHD) Start() error {
 	cmd := exec.Command(s.sshd, "-D", "-e", "-f", s.config)
 	s.log = &bytes.Buffer{}
 	cmd.Stdout, cmd.Stderr = s.log, s.log
+	// Sessions inherit the log pipe: without a limit, Wait would wait for
+	// every open connection to end too.
+	cmd.WaitDelay = time.Second
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("sshd: %w", err)
 	}

@@ -8,6 +8,11 @@
 //	[user@]host:path                     SSH, fsmirror agent on the far side (target/remote)
 //	ssh://[user@]host[:port]/path        the same, with a port
 //	fsmirror://host:port/path            the receiver of fsmirror serve, over TLS (target/remote)
+//	rsync://[user@]host[:port]/module/path  a module of an rsync daemon (target/rsync)
+//	[user@]host:path with Options.Rsync  rsync over ssh, no fsmirror on the far side (target/rsync)
+//
+// The rsync destinations are Syncers: they read the source themselves and
+// open as a fsmirror.PathSyncer, not as a Target.
 //
 // Each scheme is registered once, in registry.go.
 package all
@@ -18,6 +23,7 @@ import (
 	"strings"
 
 	"github.com/fsmirror/fsmirror"
+	"github.com/fsmirror/fsmirror/filter"
 )
 
 // Location is where a destination tree lives. It is cheap to build and
@@ -51,6 +57,18 @@ type OpenOptions struct {
 	Source string
 	// Create creates the destination directory if it is missing.
 	Create bool
+	// The sync's settings, for destinations that read the source
+	// themselves (rsync): excluded paths are neither sent nor deleted;
+	// NoDelete keeps what the source does not have; Checksum compares
+	// content; DryRun changes nothing but reports what would change.
+	Filter   *filter.Filter
+	NoDelete bool
+	Checksum bool
+	DryRun   bool
+	// OnChange, if set, is told of each change such a destination reports
+	// having made (Op without data; Entry.Type is TypeDir for a
+	// directory). It may be called from several goroutines at once.
+	OnChange func(fsmirror.Op)
 }
 
 // Options are the settings of destinations given on the command line or in
@@ -76,6 +94,18 @@ type Options struct {
 	// Rsync sends to [user@]host:path with rsync over ssh instead of the
 	// fsmirror agent.
 	Rsync bool
+	// PasswordFile holds the password of an rsync daemon (rsync://).
+	PasswordFile string
+	// RsyncPath is the rsync program on the far side of rsync over ssh;
+	// empty means rsync in the remote PATH.
+	RsyncPath string
+	// RsyncArgs are passed to every rsync run, after fsmirror's own
+	// options.
+	RsyncArgs []string
+	// Bwlimit limits the bandwidth of each rsync run (rsync's --bwlimit).
+	Bwlimit string
+	// RsyncProcesses is how many rsync runs go on at once; 0 means 1.
+	RsyncProcesses int
 }
 
 // Parse returns the Location that dest names. A relative local path is

@@ -15,6 +15,7 @@ var schemes = map[string]parser{}
 func init() {
 	register("ssh", parseSSH)
 	register("fsmirror", parseReceiver)
+	register("rsync", parseRsync)
 }
 
 // register adds a scheme; a scheme registered twice is a programming error.
@@ -27,6 +28,9 @@ func register(scheme string, p parser) {
 
 // hostPathScheme is the scheme that handles [user@]host:path.
 func hostPathScheme(o Options) string {
+	if o.Rsync {
+		return "rsync"
+	}
 	return "ssh"
 }
 
