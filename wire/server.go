@@ -65,6 +65,7 @@ func (s *Server) Serve(ctx context.Context, r io.Reader, w io.Writer) error {
 		fw:      newFrameWriter(w),
 		streams: map[uint64]*stream{},
 		max:     s.MaxInFlight,
+		held:    budget{max: maxHeld},
 	}
 	if c.max <= 0 {
 		c.max = 4096
@@ -125,6 +126,7 @@ type serverConn struct {
 	inFlight int
 	armed    bool // the idle timeout is set
 	jobs     chan func()
+	held     budget // inline content in memory
 }
 
 // stream is the data of one write or patch, arriving in data frames.
@@ -269,6 +271,7 @@ func (c *serverConn) frame(typ byte, msg []byte) error {
 	}
 	id := d.uint()
 	streamed := false
+	held := 0 // bytes of inline content the request holds until it is done
 	var run func() (reply func(*enc) byte, err error)
 	switch typ {
 	case msgReadDir:
@@ -310,7 +313,11 @@ func (c *serverConn) frame(typ byte, msg []byte) error {
 		how := d.byte1()
 		var inline []byte
 		if how == dataInline {
-			inline = bytes.Clone(d.bytes())
+			if inline = d.bytes(); len(inline) > chunkSize {
+				d.fail("inline data: more than one chunk")
+			}
+			inline = bytes.Clone(inline)
+			held = len(inline)
 		} else if how > dataStreamed {
 			d.fail("data kind")
 		}
@@ -358,10 +365,14 @@ func (c *serverConn) frame(typ byte, msg []byte) error {
 	if over {
 		return fmt.Errorf("more than %d requests in flight", c.max)
 	}
+	// Content held in memory is bounded: past the budget, the reader waits
+	// for requests to finish before it reads more.
+	c.held.acquire(held)
 	c.wg.Add(1)
 	job := func() {
 		defer c.wg.Done()
 		reply, err := run()
+		c.held.release(held)
 		c.mu.Lock()
 		c.inFlight--
 		c.setIdle()
@@ -393,6 +404,44 @@ func (c *serverConn) frame(typ byte, msg []byte) error {
 	}
 	go job()
 	return nil
+}
+
+// maxHeld bounds the inline content a connection holds in memory.
+const maxHeld = 64 << 20
+
+// budget is a count of bytes that acquire waits to keep under max.
+type budget struct {
+	mu   sync.Mutex
+	cond *sync.Cond
+	max  int
+	used int
+}
+
+func (b *budget) acquire(n int) {
+	if n == 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cond == nil {
+		b.cond = sync.NewCond(&b.mu)
+	}
+	for b.used > 0 && b.used+n > b.max {
+		b.cond.Wait()
+	}
+	b.used += n
+}
+
+func (b *budget) release(n int) {
+	if n == 0 {
+		return
+	}
+	b.mu.Lock()
+	b.used -= n
+	if b.cond != nil {
+		b.cond.Broadcast()
+	}
+	b.mu.Unlock()
 }
 
 // poolSize is the number of long-lived goroutines that serve requests.

@@ -438,3 +438,26 @@ func TestClient_DeltaOfRewrittenFile(t *testing.T) {
 		t.Fatalf("sent %d bytes for a rewritten %d-byte file", sent, len(b))
 	}
 }
+
+func TestBudget_Bounds(t *testing.T) {
+	b := budget{max: 10}
+	b.acquire(6)
+	b.acquire(4)
+	done := make(chan struct{})
+	go func() {
+		b.acquire(5) // over the budget: waits for a release
+		close(done)
+	}()
+	select {
+	case <-done:
+		t.Fatal("acquire went over the budget")
+	case <-time.After(100 * time.Millisecond):
+	}
+	b.release(6)
+	<-done
+	// One request larger than the whole budget still goes, alone.
+	b.release(4)
+	b.release(5)
+	b.acquire(50)
+	b.release(50)
+}

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"runtime/debug"
+	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/fsmirror/fsmirror/target/all"
 	"github.com/fsmirror/fsmirror/target/local"
@@ -51,11 +53,53 @@ func runAgent(ctx context.Context, root string, create bool, stdin io.Reader, st
 		return setupErr("agent: %v", err)
 	}
 	defer store.Close()
+	unlock, err := lockRoot(ctx, root, stderr)
+	if err != nil {
+		return setupErr("agent: %v", err)
+	}
+	defer unlock()
 	srv := &wire.Server{Store: store, Version: versionString()}
 	if err := srv.Serve(ctx, stdin, stdout); err != nil {
 		return &exitError{code: exitPartial, err: fmt.Errorf("agent: %w", err)}
 	}
 	return nil
+}
+
+// lockWait bounds how long an agent waits for another one on the same
+// directory to finish.
+var lockWait = 30 * time.Second
+
+// lockRoot takes an exclusive lock on the destination directory (flock on
+// the directory itself: nothing is written into it), so that one agent at a
+// time writes there. After a dropped connection, the agent of the old one
+// may still be applying requests it had already received; the new agent
+// waits for it, so that nothing old is applied after something new.
+func lockRoot(ctx context.Context, root string, stderr io.Writer) (unlock func(), err error) {
+	fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", root, err)
+	}
+	deadline := time.Now().Add(lockWait)
+	said := false
+	for {
+		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return func() { unix.Close(fd) }, nil
+		}
+		if err != unix.EWOULDBLOCK && err != unix.EINTR {
+			unix.Close(fd)
+			return nil, fmt.Errorf("lock %s: %w", root, err)
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			unix.Close(fd)
+			return nil, fmt.Errorf("another fsmirror agent is still writing to %s after %v", root, lockWait)
+		}
+		if !said && time.Until(deadline) < lockWait-time.Second {
+			fmt.Fprintf(stderr, "fsmirror agent: waiting for another agent writing to %s to finish\n", root)
+			said = true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // versionString names this build: "fsmirror <module version> (<vcs revision>)".

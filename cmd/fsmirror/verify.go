@@ -12,6 +12,7 @@ import (
 	"github.com/fsmirror/fsmirror/engine"
 	"github.com/fsmirror/fsmirror/internal/fsys"
 	"github.com/fsmirror/fsmirror/scan"
+	"github.com/fsmirror/fsmirror/target/all"
 )
 
 type verifyFlags struct {
@@ -51,6 +52,11 @@ func runVerify(ctx context.Context, f verifyFlags, srcPath, dstPath string, stdo
 	flt, err := f.excludes.filter()
 	if err != nil {
 		return err
+	}
+	if loc, err := all.Parse(dstPath, all.Options{}); err == nil {
+		if _, local := loc.(all.Local); !local {
+			return setupErr("verify compares two local trees, and %s is remote: run verify on that host, or on a mount of it", loc)
+		}
 	}
 	for _, p := range []string{srcPath, dstPath} {
 		fi, err := os.Stat(p)
