@@ -18,6 +18,11 @@
 //   - subtrees never nest, so no client can plant anything on the way to
 //     another's.
 //
+// One connection at a time writes a directory: a new connection to the same
+// directory (a client reconnecting after its connection broke) closes the
+// one before it and waits until none of its requests can still be applied,
+// so that nothing old lands after the new connection's compare.
+//
 // A receiver bounds what clients can cost it: connections (MaxConns), the
 // time to complete the handshake, the size of a frame (wire.MaxFrame), the
 // requests in flight on one connection, and the time a connection may sit
@@ -76,10 +81,23 @@ type Server struct {
 	FailBurst int
 	FailEvery time.Duration
 
-	limiter failLimiter
-	mu      sync.Mutex
-	conns   map[net.Conn]struct{}
+	limiter  failLimiter
+	mu       sync.Mutex
+	conns    map[net.Conn]struct{}
+	sessions map[string]*session // by directory served
 }
+
+// session is the connection that writes one directory. A new connection
+// to the same directory replaces it: the client reconnected after a
+// connection broke, and the old one's requests must not land after the new
+// one's.
+type session struct {
+	conn net.Conn
+	done chan struct{} // closed once no request of conn can be applied any more
+}
+
+// replaceWait bounds the wait for a replaced connection's requests to end.
+var replaceWait = 30 * time.Second
 
 // New returns a receiver of the directory root for clients, with TLS
 // certificate cert. The root must exist; clients' subtrees are made on their
@@ -95,7 +113,7 @@ func New(root string, clients []Client, cert tls.Certificate) (*Server, error) {
 	if err := checkClients(clients); err != nil {
 		return nil, err
 	}
-	return &Server{root: root, clients: clients, tls: wire.ServerTLS(cert), conns: map[net.Conn]struct{}{}}, nil
+	return &Server{root: root, clients: clients, tls: wire.ServerTLS(cert), conns: map[net.Conn]struct{}{}, sessions: map[string]*session{}}, nil
 }
 
 func (s *Server) log() *slog.Logger {
@@ -229,6 +247,8 @@ func (s *Server) serveConn(ctx context.Context, raw net.Conn) {
 	}
 	var client *Client
 	var store *local.Target
+	var me *session
+	var key string
 	srv := &wire.Server{
 		Version:     s.Version,
 		IdleTimeout: max(idle, 0),
@@ -255,6 +275,11 @@ func (s *Server) serveConn(ctx context.Context, raw net.Conn) {
 				}
 				return nil, &fsmirror.PathError{Op: "open destination directory", Path: a.Path, Err: inner}
 			}
+			me, key = &session{conn: raw, done: make(chan struct{})}, path
+			if err := s.takeOver(key, me, c, log); err != nil {
+				me = nil
+				return nil, err
+			}
 			client = c
 			raw.SetDeadline(time.Time{}) // from now on, the idle timeout
 			log.Info("client connected", "client", c.Name, "path", "/"+path)
@@ -264,6 +289,14 @@ func (s *Server) serveConn(ctx context.Context, raw net.Conn) {
 	err = srv.Serve(ctx, tc, tc)
 	if store != nil {
 		store.Close()
+	}
+	if me != nil {
+		close(me.done)
+		s.mu.Lock()
+		if s.sessions[key] == me {
+			delete(s.sessions, key)
+		}
+		s.mu.Unlock()
 	}
 	switch {
 	case client == nil:
@@ -276,6 +309,32 @@ func (s *Server) serveConn(ctx context.Context, raw net.Conn) {
 		log.Warn("connection ended", "client", client.Name, "err", err)
 	default:
 		log.Info("client disconnected", "client", client.Name)
+	}
+}
+
+// takeOver makes me the session of directory key, ending the one before it
+// and waiting until none of its requests can be applied any more.
+func (s *Server) takeOver(key string, me *session, c *Client, log *slog.Logger) error {
+	s.mu.Lock()
+	old := s.sessions[key]
+	s.sessions[key] = me
+	s.mu.Unlock()
+	if old == nil {
+		return nil
+	}
+	log.Info("a new connection replaces the one before it", "client", c.Name, "path", "/"+key, "old", old.conn.RemoteAddr().String())
+	old.conn.Close()
+	select {
+	case <-old.done:
+		return nil
+	case <-time.After(replaceWait):
+		s.mu.Lock()
+		if s.sessions[key] == me {
+			s.sessions[key] = old
+		}
+		s.mu.Unlock()
+		close(me.done) // for a connection that replaced this one meanwhile
+		return fmt.Errorf("the previous connection to %s is still applying requests after %v; try again later (%w)", "/"+key, replaceWait, syscall.EBUSY)
 	}
 }
 

@@ -377,3 +377,45 @@ func TestNew_Clients(t *testing.T) {
 		}
 	}
 }
+
+// TestServer_Replace connects twice to one directory, as a client that
+// lost its connection does: the second connection replaces the first, whose
+// requests can no longer be applied.
+func TestServer_Replace(t *testing.T) {
+	f := start(t, nil)
+	ctx := context.Background()
+	first, err := f.dial(t, f.fp, aliceToken, "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Apply(ctx, mkdirOp("a")); err != nil {
+		t.Fatal(err)
+	}
+	second, err := f.dial(t, f.fp, aliceToken, "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Apply(ctx, mkdirOp("b")); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Apply(ctx, mkdirOp("late")); !errors.Is(err, fsmirror.ErrTargetDown) {
+		t.Fatalf("a request on the replaced connection: %v, want ErrTargetDown", err)
+	}
+	if _, err := os.Stat(filepath.Join(f.root, "alice/d/late")); err == nil {
+		t.Fatal("the replaced connection still wrote")
+	}
+	if !strings.Contains(f.log.String(), "replaces the one before it") {
+		t.Errorf("the replacement is not logged:\n%s", f.log)
+	}
+	// Another directory of the same client is another session.
+	other, err := f.dial(t, f.fp, aliceToken, "e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Apply(ctx, mkdirOp("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Apply(ctx, mkdirOp("c")); err != nil {
+		t.Fatalf("a connection to another directory replaced this one: %v", err)
+	}
+}
