@@ -58,7 +58,8 @@ subtree of --root it may write, then serve:
 
 A client mirrors with a copy of its token and the fingerprint:
 
-  fsmirror watch /home fsmirror://backup.example:7480/home?fingerprint=HEX&token-file=alice.token
+  fsmirror watch /home 'fsmirror://backup.example:7480/home?fingerprint=HEX&token-file=alice.token'
+  fsmirror watch --fingerprint HEX --token-file alice.token /home fsmirror://backup.example:7480/home
 
 The path of the URL is a directory inside the client's subtree (/ is the subtree
 itself), made on first use. A client can never read or write outside its
@@ -72,9 +73,11 @@ line (token files relative to FILE's directory, # starts a comment).
 
 Limits: --max-conns connections at once (more are closed at once), 15s to
 complete the TLS handshake and present a token, frames of at most 1 MiB, 4096
-requests in flight per connection, and --idle-timeout for a connection with no
-request open or a client that does not read its answers (an idle client
-reconnects on its next change, without a full compare).
+requests in flight and 64 MiB of file content in memory per connection, one
+connection per directory (a client that reconnects replaces its old one), and
+--idle-timeout for a connection with no request open or a client that does not
+read its answers (an idle client reconnects on its next change, without a full
+compare).
 
 When the receiver's disk is full, a write fails with "no space left on device"
 and leaves nothing behind (files are written unnamed or under a temporary name
@@ -92,7 +95,7 @@ SIGINT or SIGTERM stops it (a write cut short leaves no trace).`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.listen, "listen", "", "listen on `ADDR` (host:port, or :port for every address) (required)")
 	fl.StringVar(&f.root, "root", "", "the `DIR` below which each client has its subtree (required)")
-	fl.StringArrayVar(&f.allow, "allow", nil, "let the client `NAME=TOKENFILE:SUBDIR` write DIR/SUBDIR with the token in TOKENFILE (repeatable)")
+	fl.StringArrayVar(&f.allow, "allow", nil, "`NAME=TOKENFILE:SUBDIR`: client NAME may write DIR/SUBDIR, with the token in TOKENFILE (repeatable)")
 	fl.StringVar(&f.clients, "clients", "", "read clients from `FILE`, one NAME=TOKENFILE:SUBDIR a line")
 	keyDir := defaultKeyDir()
 	fl.StringVar(&f.key, "key", filepath.Join(keyDir, receiver.KeyFile), "the receiver's private key (`FILE`), made by serve init")
