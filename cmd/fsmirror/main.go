@@ -111,8 +111,10 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
   fsmirror watch  SRC... DEST   mirror, then keep mirroring every change until stopped
   fsmirror verify SRC DEST      compare two trees; exit 0 equal, 1 different, 2 error
   fsmirror agent --root DIR     the far end of an SSH destination (started by fsmirror)
+  fsmirror serve --listen ADDR  a receiver for fsmirror:// destinations (TCP, TLS 1.3)
 
-DEST is a local directory, [user@]host:path or ssh://[user@]host[:port]/path.
+DEST is a local directory, [user@]host:path, ssh://[user@]host[:port]/path or
+fsmirror://host:port/path (a receiver; see 'fsmirror serve --help').
 
 Exit codes: 0 done, 1 finished but some paths failed (each is reported),
 2 usage or setup error (nothing was written).`,
@@ -126,6 +128,6 @@ Exit codes: 0 done, 1 finished but some paths failed (each is reported),
 	})
 	root.CompletionOptions.HiddenDefaultCmd = true
 	root.AddCommand(newSyncCmd(stdout, stderr), newWatchCmd(stdout, stderr), newVerifyCmd(stdout, stderr),
-		newAgentCmd(os.Stdin, stdout, stderr))
+		newAgentCmd(os.Stdin, stdout, stderr), newServeCmd(stdout, stderr))
 	return root
 }
