@@ -152,6 +152,15 @@ type Pinger interface {
 	Ping(ctx context.Context) error
 }
 
+// Spacer is implemented by targets that can tell how much room is left for
+// new files. A live mirror whose destination filled up waits until there is
+// room again, rather than failing path after path.
+type Spacer interface {
+	// FreeSpace returns the bytes and the inodes that new files may still
+	// use; a filesystem that does not count inodes reports math.MaxUint64.
+	FreeSpace(ctx context.Context) (bytes, files uint64, err error)
+}
+
 // ErrTargetDown marks an error that concerns the whole target, not one path.
 var ErrTargetDown = errors.New("target unavailable")
 

@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -258,7 +259,11 @@ func (s *syncer) fail(path string, err error) {
 	if s.opt.down != nil && errors.Is(err, fsmirror.ErrTargetDown) {
 		if s.opt.down.set() {
 			s.stats.RecordError(err)
-			s.report(Event{Kind: EventNotice, Err: fmt.Errorf("destination unreachable (%v): changes are kept and sent when it is back", err)})
+			what := "unreachable"
+			if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+				what = "full"
+			}
+			s.report(Event{Kind: EventNotice, Err: fmt.Errorf("destination %s (%v): changes are kept and sent when it is back", what, err)})
 		}
 		return
 	}

@@ -31,6 +31,9 @@ type ClientOptions struct {
 	DeltaMin int64
 	// MaxInFlight is the most requests open at once; 0 means 1024.
 	MaxInFlight int
+	// Auth, if set, is presented to the server right after the hello, as
+	// a receiver of `fsmirror serve` requires.
+	Auth *Auth
 }
 
 // DefaultDeltaMin is the default ClientOptions.DeltaMin: below it, a
@@ -59,12 +62,14 @@ type Client struct {
 	mu      sync.Mutex
 	pending map[uint64]*call
 	err     error
+	idle    bool // the server closed the connection as idle, with no request open
 	done    chan struct{}
 }
 
 var (
 	_ fsmirror.Target = (*Client)(nil)
 	_ fsmirror.Hasher = (*Client)(nil)
+	_ fsmirror.Spacer = (*Client)(nil)
 )
 
 // call is one request waiting for its answer.
@@ -74,6 +79,7 @@ type call struct {
 	entries []fsmirror.Entry
 	entry   fsmirror.Entry
 	data    []byte
+	space   [2]uint64 // free bytes and inodes
 }
 
 // NewClient greets the server on rwc and returns a Client, or an error if
@@ -120,6 +126,14 @@ func (c *Client) handshake() error {
 	if err := c.fw.write(msgHello, e.b); err != nil {
 		return fmt.Errorf("send hello: %w", err)
 	}
+	if c.o.Auth != nil {
+		// At once, without waiting for the hello: one round trip.
+		var e enc
+		encodeAuth(&e, c.o.Auth)
+		if err := c.fw.write(msgAuth, e.b); err != nil {
+			return fmt.Errorf("send authentication: %w", err)
+		}
+	}
 	typ, msg, err := c.fr.read()
 	if err != nil {
 		return fmt.Errorf("no answer from the agent: %w", err)
@@ -145,7 +159,24 @@ func (c *Client) handshake() error {
 		return fmt.Errorf("protocol version mismatch: this fsmirror speaks version %d, the agent (%s) speaks version %d; run the same fsmirror release on both ends (or use --install-agent)",
 			ProtocolVersion, c.version, version)
 	}
-	return nil
+	if c.o.Auth == nil {
+		return nil
+	}
+	typ, msg, err = c.fr.read()
+	if err != nil {
+		return fmt.Errorf("no answer to authentication: %w", err)
+	}
+	d = dec{b: msg}
+	switch typ {
+	case msgError:
+		_, err, _ := decodeError(&d)
+		return err
+	case msgOK:
+		if id := d.uint(); id == 0 && d.done() == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: the peer did not answer the authentication", ErrProtocol)
 }
 
 // ServerVersion is the server's software version from its hello.
@@ -159,6 +190,15 @@ func (c *Client) Err() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.err
+}
+
+// ClosedIdle reports whether the server closed the connection because it
+// was idle (Server.IdleTimeout), with no request open: nothing is in doubt,
+// and a new connection can carry on where this one stopped.
+func (c *Client) ClosedIdle() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.idle
 }
 
 // BytesSent is the number of bytes written to the connection so far.
@@ -182,6 +222,7 @@ func (c *Client) fail(err error) {
 		return
 	}
 	c.err = fmt.Errorf("%w: %v", fsmirror.ErrTargetDown, err)
+	c.idle = errors.Is(err, errServerIdle) && len(c.pending) == 0
 	pending := c.pending
 	c.pending = nil
 	c.mu.Unlock()
@@ -220,6 +261,9 @@ func (c *Client) reply(typ byte, msg []byte) error {
 			return d.err
 		}
 		if fatal || id == 0 {
+			if errors.Is(err, syscall.ETIMEDOUT) {
+				return fmt.Errorf("%w: %w", errServerIdle, err)
+			}
 			return fmt.Errorf("the agent ended the connection: %w", err)
 		}
 		if cl := c.take(id); cl != nil {
@@ -242,6 +286,8 @@ func (c *Client) reply(typ byte, msg []byte) error {
 		cl.entry = d.entry()
 	case msgHashReply:
 		cl.data = bytes.Clone(d.bytes())
+	case msgSpaceInfo:
+		cl.space = [2]uint64{d.uint(), d.uint()}
 	case msgEntries:
 		finished = !d.bool()
 		n := d.uint()
@@ -367,6 +413,16 @@ func (c *Client) Hash(ctx context.Context, path string) ([]byte, error) {
 		return nil, err
 	}
 	return cl.data, nil
+}
+
+// FreeSpace returns the bytes and inodes left for new files on the far
+// side's filesystem.
+func (c *Client) FreeSpace(ctx context.Context) (bytes, files uint64, err error) {
+	cl, err := c.do(ctx, msgSpace, 16, func(*enc) {})
+	if err != nil {
+		return 0, 0, err
+	}
+	return cl.space[0], cl.space[1], nil
 }
 
 // Apply makes op true on the far side. A write's content is read from

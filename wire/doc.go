@@ -16,6 +16,15 @@
 // answers with its own hello, or, if it does not speak that version, with an
 // error that names both versions, and closes the connection.
 //
+// A server that must know who the client is (the receiver of `fsmirror
+// serve`, reached over TLS: see tls.go) reads an auth message next (a token,
+// the directory the client wants, whether to make it) before anything else,
+// and answers OK with the Store it grants, or an error and closes the
+// connection: no request of a refused client is ever read. A server with an
+// idle timeout closes a connection that has had no request open for that
+// long, telling the client with an ETIMEDOUT error, so that the client knows
+// nothing was in flight and may simply connect again (Client.ClosedIdle).
+//
 // A write is a request followed by data frames carrying the content and an
 // end frame with the total size (and, for a patch, the SHA-256 of the result,
 // which the server checks before the file takes its name). A patch carries an

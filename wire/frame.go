@@ -35,12 +35,15 @@ const (
 	msgPatch     byte = 7  // id, op; a delta follows in data frames and an end frame
 	msgData      byte = 8  // id, flags, bytes
 	msgEnd       byte = 9  // id, size, sha256 or empty, abort
+	msgAuth      byte = 10 // token, path, create; no id: part of the handshake
+	msgSpace     byte = 11 // id
 	msgOK        byte = 20 // id
 	msgError     byte = 21 // id, errno, op, path, text, fatal
 	msgEntries   byte = 22 // id, more, count, entries
 	msgEntry     byte = 23 // id, entry
 	msgHashReply byte = 24 // id, hash
 	msgSigData   byte = 25 // id, more, bytes
+	msgSpaceInfo byte = 26 // id, free bytes, free inodes
 )
 
 // Data frame flags.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -123,6 +124,77 @@ func FuzzDecodeOp(f *testing.F) {
 		d2 := dec{b: again.b}
 		if op2 := decodeOp(&d2); d2.err != nil || op2 != op {
 			t.Fatalf("op does not survive a round trip: %+v vs %+v (%v)", op, op2, d2.err)
+		}
+	})
+}
+
+// FuzzAuth feeds arbitrary frames after a valid hello to a server that
+// wants a token: a wrong token, a path that leaves the tree or anything
+// malformed is refused, and no request is ever applied before a granted
+// token, nor outside the directory it grants. The tree holds a symlink
+// to a directory outside.
+func FuzzAuth(f *testing.F) {
+	req := func(typ byte, build func(e *enc)) []byte {
+		var e enc
+		build(&e)
+		return frame(typ, e.b)
+	}
+	auth := func(token, path string) []byte {
+		return req(msgAuth, func(e *enc) { encodeAuth(e, &Auth{Token: token, Path: path, Create: true}) })
+	}
+	for _, a := range [][]byte{auth("t", "granted"), auth("t", "evil/x"), auth("t", ".."), auth("wrong", "granted"), nil} {
+		for _, s := range fuzzSeeds() {
+			f.Add(append(append([]byte(nil), a...), s...))
+		}
+	}
+	var hello enc
+	hello.string(magic)
+	hello.uint(ProtocolVersion)
+	hello.uint(0)
+	helloFrame := frame(msgHello, hello.b)
+	base := f.TempDir()
+	n := 0
+	f.Fuzz(func(t *testing.T, data []byte) {
+		n++
+		dir := filepath.Join(base, "root", filepath.Base(t.Name())+string(rune('a'+n%26)))
+		outside := filepath.Join(base, "outside")
+		os.RemoveAll(dir)
+		os.MkdirAll(dir, 0o755)
+		os.MkdirAll(outside, 0o755)
+		defer os.RemoveAll(dir)
+		os.Symlink(outside, filepath.Join(dir, "evil"))
+		var store *local.Target
+		granted := false
+		srv := &Server{Version: "fuzz", MaxInFlight: 64, Authenticate: func(_ context.Context, a Auth) (Store, error) {
+			if a.Token != "t" {
+				return nil, errors.New("token refused")
+			}
+			granted = true
+			var err error
+			store, err = local.NewBelow(dir, a.Path, a.Create)
+			return store, err
+		}}
+		in := io.MultiReader(bytes.NewReader(helloFrame), bytes.NewReader(data))
+		done := make(chan struct{})
+		go func() {
+			srv.Serve(context.Background(), in, io.Discard)
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("server did not finish a finite input")
+		}
+		if store != nil {
+			store.Close()
+		}
+		if names, _ := os.ReadDir(outside); len(names) != 0 {
+			t.Fatalf("written outside the root: %v", names)
+		}
+		if !granted {
+			if names, _ := os.ReadDir(dir); len(names) != 1 {
+				t.Fatalf("written without a granted token: %v", names)
+			}
 		}
 	})
 }

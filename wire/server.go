@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"os"
 	"sync"
 	"syscall"
+	"time"
 
 	librsync "github.com/balena-os/librsync-go"
 
@@ -27,7 +29,19 @@ type Store interface {
 
 // Server answers one client's requests on one connection.
 type Server struct {
+	// Store is the tree the requests apply to, unless Authenticate is set.
 	Store Store
+	// Authenticate, if set, makes the client present an Auth after the
+	// hello and before any request, and returns the Store to serve to it,
+	// or the error it is refused with: that error's text (and errno, if it
+	// wraps one) is sent to the client and the connection closed before
+	// any request is read.
+	Authenticate func(ctx context.Context, a Auth) (Store, error)
+	// IdleTimeout, if positive and the connection has a read deadline
+	// (a net.Conn), closes the connection once no request has been open
+	// and no frame arrived for that long; the client is told why (see
+	// Client.ClosedIdle).
+	IdleTimeout time.Duration
 	// Version names the server's software in its hello, for the client's
 	// messages ("fsmirror 1.2").
 	Version string
@@ -45,6 +59,7 @@ func (s *Server) Serve(ctx context.Context, r io.Reader, w io.Writer) error {
 	defer cancel()
 	c := &serverConn{
 		s:       s,
+		store:   s.Store,
 		ctx:     ctx,
 		fr:      newFrameReader(r, MaxFrame),
 		fw:      newFrameWriter(w),
@@ -64,7 +79,21 @@ func (s *Server) Serve(ctx context.Context, r io.Reader, w io.Writer) error {
 	for range poolSize {
 		go c.worker()
 	}
+	if d, ok := r.(interface{ SetReadDeadline(time.Time) error }); ok && s.IdleTimeout > 0 {
+		c.deadline = d
+		c.mu.Lock()
+		c.setIdle()
+		c.mu.Unlock()
+	}
 	err := c.loop()
+	if c.deadline != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		// Nothing was open and nothing came: tell the client it may
+		// reconnect as if nothing happened.
+		var e enc
+		encodeError(&e, 0, errIdleClose(s.IdleTimeout.String()), true)
+		c.fw.write(msgError, e.b)
+		err = fmt.Errorf("%w: no request for %v", ErrIdle, s.IdleTimeout)
+	}
 	cancel()
 	c.mu.Lock()
 	for _, st := range c.streams {
@@ -83,16 +112,19 @@ func (s *Server) Serve(ctx context.Context, r io.Reader, w io.Writer) error {
 var errConnClosed = errors.New("connection closed")
 
 type serverConn struct {
-	s   *Server
-	ctx context.Context
-	fr  *frameReader
-	fw  *frameWriter
-	wg  sync.WaitGroup
-	max int
+	s        *Server
+	store    Store
+	ctx      context.Context
+	deadline interface{ SetReadDeadline(time.Time) error } // nil: no idle timeout
+	fr       *frameReader
+	fw       *frameWriter
+	wg       sync.WaitGroup
+	max      int
 
 	mu       sync.Mutex
 	streams  map[uint64]*stream // writes and patches whose data is arriving
 	inFlight int
+	armed    bool // the idle timeout is set
 	jobs     chan func()
 	held     budget // inline content in memory
 }
@@ -133,7 +165,55 @@ func (c *serverConn) handshake() error {
 	e.string(magic)
 	e.uint(ProtocolVersion)
 	e.string(c.s.Version)
-	return c.fw.write(msgHello, e.b)
+	if err := c.fw.write(msgHello, e.b); err != nil || c.s.Authenticate == nil {
+		return err
+	}
+	return c.authenticate()
+}
+
+// authenticate reads the client's Auth and opens the Store it grants, or
+// refuses the client.
+func (c *serverConn) authenticate() error {
+	refuse := func(err error) error {
+		var e enc
+		encodeError(&e, 0, err, true)
+		c.fw.write(msgError, e.b)
+		return err
+	}
+	typ, msg, err := c.fr.read()
+	if err != nil {
+		return fmt.Errorf("read authentication: %w", err)
+	}
+	if typ != msgAuth {
+		return refuse(fmt.Errorf("%w: this receiver needs a token before any request (give the client --token-file)", ErrProtocol))
+	}
+	d := dec{b: msg}
+	a := decodeAuth(&d)
+	if err := d.done(); err != nil {
+		return refuse(err)
+	}
+	store, err := c.s.Authenticate(c.ctx, a)
+	if err != nil {
+		return refuse(err)
+	}
+	c.store = store
+	var e enc
+	e.uint(0)
+	return c.fw.write(msgOK, e.b)
+}
+
+// setIdle arms the idle timeout when no request is open, and disarms it
+// otherwise. Called with c.mu held.
+func (c *serverConn) setIdle() {
+	switch {
+	case c.deadline == nil:
+	case c.inFlight == 0:
+		c.armed = true
+		c.deadline.SetReadDeadline(time.Now().Add(c.s.IdleTimeout))
+	case c.armed:
+		c.armed = false
+		c.deadline.SetReadDeadline(time.Time{})
+	}
 }
 
 // loop reads frames until the connection ends or the client breaks the
@@ -149,6 +229,11 @@ func (c *serverConn) loop() error {
 			encodeError(&e, 0, err, true)
 			c.fw.write(msgError, e.b)
 			return fmt.Errorf("%w: %v", ErrProtocol, err)
+		}
+		if c.deadline != nil {
+			c.mu.Lock()
+			c.setIdle()
+			c.mu.Unlock()
 		}
 	}
 }
@@ -195,13 +280,22 @@ func (c *serverConn) frame(typ byte, msg []byte) error {
 	case msgLstat:
 		path := d.path()
 		run = func() (func(*enc) byte, error) {
-			x, err := c.s.Store.Lstat(c.ctx, path)
+			x, err := c.store.Lstat(c.ctx, path)
 			return func(e *enc) byte { e.entry(&x); return msgEntry }, err
+		}
+	case msgSpace:
+		run = func() (func(*enc) byte, error) {
+			sp, ok := c.store.(fsmirror.Spacer)
+			if !ok {
+				return nil, errors.ErrUnsupported
+			}
+			bytes, files, err := sp.FreeSpace(c.ctx)
+			return func(e *enc) byte { e.uint(bytes); e.uint(files); return msgSpaceInfo }, err
 		}
 	case msgHash:
 		path := d.path()
 		run = func() (func(*enc) byte, error) {
-			h, ok := c.s.Store.(fsmirror.Hasher)
+			h, ok := c.store.(fsmirror.Hasher)
 			if !ok {
 				return nil, errors.ErrUnsupported
 			}
@@ -256,7 +350,7 @@ func (c *serverConn) frame(typ byte, msg []byte) error {
 			case inline != nil || how == dataInline:
 				op.Data = bytes.NewReader(inline)
 			}
-			return nil, c.s.Store.Apply(c.ctx, &op)
+			return nil, c.store.Apply(c.ctx, &op)
 		}
 	default:
 		return fmt.Errorf("%w: unknown message type %d", ErrMalformed, typ)
@@ -281,6 +375,7 @@ func (c *serverConn) frame(typ byte, msg []byte) error {
 		c.held.release(held)
 		c.mu.Lock()
 		c.inFlight--
+		c.setIdle()
 		c.mu.Unlock()
 		var e enc
 		switch {
@@ -424,7 +519,7 @@ func (r *checkedReader) Read(p []byte) (int, error) {
 var errContentMismatch = &textErr{text: "patched content does not match the source's SHA-256", errno: syscall.EBADMSG}
 
 func (c *serverConn) readDir(id uint64, path string) error {
-	entries, err := c.s.Store.ReadDir(c.ctx, path)
+	entries, err := c.store.ReadDir(c.ctx, path)
 	if err != nil {
 		return err
 	}
@@ -454,7 +549,7 @@ var errAnswered = errors.New("answered")
 
 // signature sends the librsync signature of the file at path.
 func (c *serverConn) signature(id uint64, path string, blockLen uint32) error {
-	f, err := c.s.Store.Open(c.ctx, path)
+	f, err := c.store.Open(c.ctx, path)
 	if err != nil {
 		return err
 	}
@@ -512,7 +607,7 @@ func (w *chunkSender) send(b []byte, more bool) {
 // and writes the result as op says.
 func (c *serverConn) patch(op *fsmirror.Op, st *stream) error {
 	defer st.pr.CloseWithError(errRequestDone)
-	base, err := c.s.Store.Open(c.ctx, op.Path)
+	base, err := c.store.Open(c.ctx, op.Path)
 	if err != nil {
 		return err
 	}
@@ -529,7 +624,7 @@ func (c *serverConn) patch(op *fsmirror.Op, st *stream) error {
 		pw.CloseWithError(err)
 	}()
 	op.Data = &checkedReader{r: pr, st: st, h: sha256.New()}
-	err = c.s.Store.Apply(c.ctx, op)
+	err = c.store.Apply(c.ctx, op)
 	// Stop the patcher if the write ended first, before base is closed.
 	pr.CloseWithError(errRequestDone)
 	st.pr.CloseWithError(errRequestDone)

@@ -23,6 +23,21 @@ import (
 // connected to it through a socket pair, and the server's result.
 func serve(t testing.TB, dir string, o ClientOptions) (*Client, <-chan error) {
 	t.Helper()
+	a, result := startServer(t, dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := NewClient(ctx, a, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, result
+}
+
+// startServer starts a Server on a local target at dir, serving one end of
+// a socket pair, and returns the other end and the server's result.
+func startServer(t testing.TB, dir string) (net.Conn, <-chan error) {
+	t.Helper()
 	store, err := local.New(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -35,14 +50,7 @@ func serve(t testing.TB, dir string, o ClientOptions) (*Client, <-chan error) {
 		b.Close()
 		store.Close()
 	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := NewClient(ctx, a, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c, result
+	return a, result
 }
 
 // socketPair returns the two ends of a Unix stream socket pair: real
@@ -173,19 +181,9 @@ type rawConn struct {
 }
 
 func rawServe(t *testing.T) *rawConn {
+	t.Helper()
 	dir := t.TempDir()
-	store, err := local.New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, b := socketPair(t)
-	result := make(chan error, 1)
-	go func() {
-		srv := &Server{Store: store, Version: "test"}
-		result <- srv.Serve(context.Background(), b, b)
-		b.Close()
-		store.Close()
-	}()
+	a, result := startServer(t, dir)
 	a.SetDeadline(time.Now().Add(20 * time.Second))
 	t.Cleanup(func() { a.Close() })
 	return &rawConn{t: t, c: a, fr: newFrameReader(a, MaxFrame), result: result, dir: dir}
@@ -196,6 +194,20 @@ func (r *rawConn) send(typ byte, msg []byte) {
 	binary.BigEndian.PutUint32(hdr[:4], uint32(len(msg)+1))
 	hdr[4] = typ
 	r.c.Write(append(hdr[:], msg...))
+}
+
+// apply sends op as request id, a write with the one byte "x" inline.
+func (r *rawConn) apply(id uint64, op *fsmirror.Op) {
+	var e enc
+	e.uint(id)
+	encodeOp(&e, op)
+	if op.Kind == fsmirror.OpWrite {
+		e.byte1(dataInline)
+		e.bytes([]byte("x"))
+	} else {
+		e.byte1(dataNone)
+	}
+	r.send(msgApply, e.b)
 }
 
 func (r *rawConn) hello(version uint64) {
@@ -266,16 +278,7 @@ func TestServer_HostilePaths(t *testing.T) {
 				if kind == fsmirror.OpRename {
 					op.Path, op.From = "ok", p
 				}
-				var e enc
-				e.uint(1)
-				encodeOp(&e, op)
-				if kind == fsmirror.OpWrite {
-					e.byte1(dataInline)
-					e.bytes([]byte("x"))
-				} else {
-					e.byte1(dataNone)
-				}
-				r.send(msgApply, e.b)
+				r.apply(1, op)
 				d := dec{b: r.expect(msgError)}
 				if _, _, fatal := decodeError(&d); !fatal {
 					t.Fatal("a bad path did not end the connection")
@@ -290,16 +293,7 @@ func TestServer_HostilePaths(t *testing.T) {
 		r.hello(ProtocolVersion)
 		r.expect(msgHello)
 		for i, kind := range []fsmirror.OpKind{fsmirror.OpWrite, fsmirror.OpMkdir, fsmirror.OpSymlink} {
-			var e enc
-			e.uint(uint64(i + 1))
-			encodeOp(&e, &fsmirror.Op{Kind: kind, Path: "evil/x", Entry: fsmirror.Entry{Type: fsmirror.TypeFile, Target: "t"}})
-			if kind == fsmirror.OpWrite {
-				e.byte1(dataInline)
-				e.bytes([]byte("x"))
-			} else {
-				e.byte1(dataNone)
-			}
-			r.send(msgApply, e.b)
+			r.apply(uint64(i+1), &fsmirror.Op{Kind: kind, Path: "evil/x", Entry: fsmirror.Entry{Type: fsmirror.TypeFile, Target: "t"}})
 			d := dec{b: r.expect(msgError)}
 			if id, err, _ := decodeError(&d); id != uint64(i+1) || err == nil {
 				t.Fatalf("%s through a symlink: answer %d %v", kind, id, err)
@@ -343,11 +337,7 @@ func TestServer_Malformed(t *testing.T) {
 			r.send(msgData, e.b)
 		},
 		"ModeTooLarge": func(r *rawConn) {
-			var e enc
-			e.uint(1)
-			encodeOp(&e, &fsmirror.Op{Kind: fsmirror.OpSetMeta, Path: "", Entry: fsmirror.Entry{Type: fsmirror.TypeDir, Mode: 1 << 20}})
-			e.byte1(dataNone)
-			r.send(msgApply, e.b)
+			r.apply(1, &fsmirror.Op{Kind: fsmirror.OpSetMeta, Path: "", Entry: fsmirror.Entry{Type: fsmirror.TypeDir, Mode: 1 << 20}})
 		},
 	}
 	for name, send := range cases {

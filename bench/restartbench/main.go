@@ -25,7 +25,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -35,14 +34,11 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -67,27 +63,17 @@ func main() {
 		timeout     = flag.Duration("timeout", 5*time.Minute, "longest wait for fsmirror to be ready or to exit")
 		keep        = flag.Bool("keep", false, "keep the work directory")
 	)
-	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./bench/restartbench [flags]\n\n"+
-			"Times how long fsmirror watch takes to be ready after a restart (clean stop with no\n"+
-			"change, clean stop with changes, kill -9) against an rsync -a no-change run.\n\n")
-		flag.PrintDefaults()
-	}
-	flag.Parse()
-	if flag.NArg() > 0 || *runs < 1 || *files < 1 || *dirs < 0 || *changes < 1 || *changes > *files || *timeout <= 0 {
-		flag.Usage()
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Stdout, config{
+	benchutil.ParseFlags("restartbench",
+		"Times how long fsmirror watch takes to be ready after a restart (clean stop with no\n"+
+			"change, clean stop with changes, kill -9) against an rsync -a no-change run.",
+		func() bool {
+			return *runs >= 1 && *files >= 1 && *dirs >= 0 && *changes >= 1 && *changes <= *files && *timeout > 0
+		})
+	cfg := config{
 		fsmirror: *fsmirrorBin, dir: *dir, files: *files, dirs: *dirs, runs: *runs,
 		changes: *changes, seed: *seed, timeout: *timeout, keep: *keep,
-	})
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "restartbench:", err)
-		os.Exit(1)
 	}
+	benchutil.Main("restartbench", func(ctx context.Context) error { return run(ctx, os.Stdout, cfg) })
 }
 
 type config struct {
@@ -293,43 +279,47 @@ func (b *bench) change() error {
 // crash starts fsmirror (from its index), lets it be ready, and kills it
 // with SIGKILL, which leaves the index unclean.
 func (b *bench) crash(ctx context.Context) error {
-	_, p, err := b.restart(ctx, "start before kill -9", fromIndex, true)
+	_, d, err := b.restart(ctx, "start before kill -9", fromIndex, true)
 	if err != nil {
 		return err
 	}
-	return p.kill()
+	return d.Kill()
 }
 
 // restart starts `fsmirror watch`, times it until its "watching" line,
 // requires its initial sync to have been done the way want says, waits for
 // DEST to be an exact mirror, and stops it with SIGTERM (exit 0 required)
 // unless keep is set, in which case the running process is returned.
-func (b *bench) restart(ctx context.Context, label, want string, keep bool) (_ sample, _ *proc, err error) {
+func (b *bench) restart(ctx context.Context, label, want string, keep bool) (_ sample, _ *benchutil.Daemon, err error) {
 	argv := []string{b.bin, "watch", "--state-dir", b.state, b.src, b.dst}
-	p, err := startProc(argv)
+	d, err := benchutil.StartDaemon("fsmirror", argv, func(line string) bool { return strings.HasPrefix(line, "fsmirror: watching ") })
 	if err != nil {
 		return sample{}, nil, err
 	}
 	defer func() {
 		if !keep || err != nil {
-			p.kill()
+			d.Kill()
 		}
 	}()
-	if err := p.waitReady(ctx, b.cfg.timeout); err != nil {
+	if err := d.WaitReady(ctx, b.cfg.timeout); err != nil {
 		return sample{}, nil, fmt.Errorf("%s: %w", label, err)
 	}
-	s := sample{wall: p.readyAt.Sub(p.started), cpu: p.readyCPU}
-	how, took, written, errs, ok := parseReady(p.readyLine)
+	line, readyAt := d.ReadyLine()
+	s := sample{wall: readyAt.Sub(d.Started)}
+	if cpu, err := d.CPU(); err == nil {
+		s.cpu = cpu
+	}
+	how, took, written, errs, ok := parseReady(line)
 	if !ok {
-		return s, nil, fmt.Errorf("%s: cannot read fsmirror's ready line %q", label, p.readyLine)
+		return s, nil, fmt.Errorf("%s: cannot read fsmirror's ready line %q", label, line)
 	}
 	s.written, s.sync = written, took
 	if how != want {
 		return s, nil, fmt.Errorf("%s: fsmirror did its initial sync %s, not %s: the measurement would not be what it claims; its output:\n%s",
-			label, how, want, p.out.tail(20))
+			label, how, want, d.Tail(20))
 	}
 	if errs != 0 {
-		return s, nil, fmt.Errorf("%s: fsmirror reported %d errors in its initial sync; its output:\n%s", label, errs, p.out.tail(20))
+		return s, nil, fmt.Errorf("%s: fsmirror reported %d errors in its initial sync; its output:\n%s", label, errs, d.Tail(20))
 	}
 	// DEST must be a mirror when fsmirror says it is ready; a few seconds
 	// are allowed for directory times put back once it is idle.
@@ -353,10 +343,10 @@ func (b *bench) restart(ctx context.Context, label, want string, keep bool) (_ s
 		time.Sleep(100 * time.Millisecond)
 	}
 	if keep {
-		return s, p, nil
+		return s, d, nil
 	}
-	if err := p.stop(b.cfg.timeout); err != nil {
-		return s, nil, fmt.Errorf("%s: %w", label, err)
+	if note := d.Stop(b.cfg.timeout, func(err error) bool { return err == nil }); note != "" {
+		return s, nil, fmt.Errorf("%s: %s", label, note)
 	}
 	return s, nil, nil
 }
@@ -447,211 +437,10 @@ func rewrite(path string, rng *rand.Rand) error {
 	return nil
 }
 
-// proc is a running `fsmirror watch`.
-type proc struct {
-	cmd       *exec.Cmd
-	out       *logWriter
-	started   time.Time
-	readyAt   time.Time
-	readyLine string
-	readyCPU  time.Duration
-	exited    chan struct{}
-	err       error // cmd.Wait's, once exited is closed
-}
-
-func startProc(argv []string) (*proc, error) {
-	cmd := exec.Command(argv[0], argv[1:]...)
-	lw := newLogWriter(func(line string) bool { return strings.HasPrefix(line, "fsmirror: watching ") })
-	cmd.Stdout, cmd.Stderr = lw, lw
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	p := &proc{cmd: cmd, out: lw, exited: make(chan struct{})}
-	p.started = time.Now()
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", argv[0], err)
-	}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.exited)
-	}()
-	return p, nil
-}
-
-func (p *proc) running() bool {
-	select {
-	case <-p.exited:
-		return false
-	default:
-		return true
-	}
-}
-
-// waitReady waits for the ready line, and takes the CPU time fsmirror has
-// used so far.
-func (p *proc) waitReady(ctx context.Context, timeout time.Duration) error {
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	select {
-	case <-p.out.ready:
-		p.readyAt, p.readyLine = p.out.readyAt, p.out.readyLine
-		if cpu, err := procCPU(p.cmd.Process.Pid); err == nil {
-			p.readyCPU = cpu
-		}
-		return nil
-	case <-p.exited:
-		return fmt.Errorf("fsmirror exited before it was ready (%v); its output:\n%s", p.err, p.out.tail(20))
-	case <-t.C:
-		return fmt.Errorf("fsmirror not ready after %v; its output:\n%s", timeout, p.out.tail(20))
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// stop ends fsmirror with SIGTERM and requires exit status 0.
-func (p *proc) stop(timeout time.Duration) error {
-	if !p.running() {
-		return fmt.Errorf("fsmirror exited by itself (%v); its output:\n%s", p.err, p.out.tail(20))
-	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(timeout):
-		p.kill()
-		return fmt.Errorf("fsmirror did not exit within %v of SIGTERM; its output:\n%s", timeout, p.out.tail(20))
-	}
-	if p.err != nil {
-		return fmt.Errorf("fsmirror exited with %v after SIGTERM, want 0; its output:\n%s", p.err, p.out.tail(20))
-	}
-	return nil
-}
-
-// kill ends fsmirror with SIGKILL, if it still runs, and waits for it.
-func (p *proc) kill() error {
-	if !p.running() {
-		return nil
-	}
-	if err := p.cmd.Process.Kill(); err != nil {
-		return err
-	}
-	select {
-	case <-p.exited:
-		return nil
-	case <-time.After(30 * time.Second):
-		return fmt.Errorf("fsmirror (pid %d) survived SIGKILL for 30s", p.cmd.Process.Pid)
-	}
-}
-
-// procCPU returns the CPU time (user + sys) that process pid has used.
-func procCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	return parseStatCPU(string(b))
-}
-
-// parseStatCPU sums utime and stime (fields 14 and 15) of a /proc/PID/stat
-// line, in USER_HZ ticks of 10 ms. The command name (field 2) may hold spaces
-// and parentheses, so fields are counted after the last ')'.
-func parseStatCPU(stat string) (time.Duration, error) {
-	i := strings.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("malformed /proc stat line %q", stat)
-	}
-	f := strings.Fields(stat[i+1:]) // f[0] is field 3
-	if len(f) < 13 {
-		return 0, fmt.Errorf("malformed /proc stat line %q", stat)
-	}
-	var ticks int64
-	for _, s := range f[11:13] {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("malformed /proc stat line %q: %w", stat, err)
-		}
-		ticks += n
-	}
-	return time.Duration(ticks) * 10 * time.Millisecond, nil
-}
-
-// A logWriter keeps the last part of a process's output and closes ready at
-// the first complete line that match accepts, noting when it came.
-type logWriter struct {
-	mu        sync.Mutex
-	buf       []byte // the last maxLog bytes
-	line      []byte // the line being written
-	match     func(string) bool
-	ready     chan struct{}
-	readyAt   time.Time
-	readyLine string
-}
-
-const maxLog = 64 << 10
-
-func newLogWriter(match func(string) bool) *logWriter {
-	return &logWriter{match: match, ready: make(chan struct{})}
-}
-
-func (w *logWriter) Write(p []byte) (int, error) {
-	now := time.Now()
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf = append(w.buf, p...)
-	if len(w.buf) > 2*maxLog {
-		w.buf = append(w.buf[:0], w.buf[len(w.buf)-maxLog:]...)
-	}
-	if !w.readyAt.IsZero() {
-		return len(p), nil
-	}
-	for _, c := range p {
-		if c != '\n' {
-			if len(w.line) < 64<<10 {
-				w.line = append(w.line, c)
-			}
-			continue
-		}
-		if w.match(string(w.line)) {
-			w.readyAt, w.readyLine = now, string(w.line)
-			close(w.ready)
-			break
-		}
-		w.line = w.line[:0]
-	}
-	return len(p), nil
-}
-
-// tail returns the last n lines written.
-func (w *logWriter) tail(n int) string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return "\t" + strings.ReplaceAll(lastLines(string(w.buf), n), "\n", "\n\t")
-}
-
-func lastLines(s string, n int) string {
-	s = strings.TrimRight(s, "\n")
-	if s == "" {
-		return "(no output)"
-	}
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = append([]string{"..."}, lines[len(lines)-n:]...)
-	}
-	return strings.Join(lines, "\n")
-}
-
-// timeCmd runs argv and returns its wall-clock time and the CPU time (user
-// plus system) of the process and the children it waited for. A command
-// that fails is an error that carries its output.
+// timeCmd times argv with benchutil.TimeCmd.
 func timeCmd(ctx context.Context, argv []string) (sample, error) {
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	start := time.Now()
-	err := cmd.Run()
-	wall := time.Since(start)
-	if err != nil {
-		return sample{}, fmt.Errorf("%s: %w\n%s", strings.Join(argv, " "), err, lastLines(out.String(), 20))
-	}
-	st := cmd.ProcessState
-	return sample{wall: wall, cpu: st.UserTime() + st.SystemTime()}, nil
+	wall, cpu, err := benchutil.TimeCmd(ctx, argv)
+	return sample{wall: wall, cpu: cpu}, err
 }
 
 // report prints the medians of every restart and of rsync's no-change run,

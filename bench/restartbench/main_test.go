@@ -40,22 +40,6 @@ func TestParseReady(t *testing.T) {
 	}
 }
 
-func TestParseStatCPU(t *testing.T) {
-	// pid (comm) state ppid ... utime stime cutime cstime: a comm with
-	// spaces and a parenthesis.
-	stat := "1234 (fs mirror) x) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 9 9 20 0 4 0 100 0 0"
-	got, err := parseStatCPU(stat)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := 3250 * time.Millisecond; got != want {
-		t.Errorf("parseStatCPU = %v, want %v", got, want)
-	}
-	if _, err := parseStatCPU("garbage"); err == nil {
-		t.Error("parseStatCPU(garbage): no error")
-	}
-}
-
 func TestPick(t *testing.T) {
 	from := []string{"a", "b", "c", "d", "e", "f", "g", "h"}
 	got := pick(rand.New(rand.NewPCG(1, 2)), from, 5)
@@ -115,31 +99,6 @@ func TestRewrite(t *testing.T) {
 	}
 }
 
-func TestLogWriter(t *testing.T) {
-	lw := newLogWriter(func(l string) bool { return strings.HasPrefix(l, "ready") })
-	lw.Write([]byte("one\nrea"))
-	select {
-	case <-lw.ready:
-		t.Fatal("ready before the line was complete")
-	default:
-	}
-	lw.Write([]byte("dy now\nmore\n"))
-	select {
-	case <-lw.ready:
-	default:
-		t.Fatal("not ready after the ready line")
-	}
-	if lw.readyLine != "ready now" || lw.readyAt.IsZero() {
-		t.Errorf("ready line %q at %v", lw.readyLine, lw.readyAt)
-	}
-	if got := lw.tail(2); got != "\t...\n\tready now\n\tmore" {
-		t.Errorf("tail(2) = %q", got)
-	}
-}
-
-// fakeFsmirror writes a script standing in for `fsmirror watch --state-dir
-// STATE SRC DST`: it copies with copyCmd ("$src" and "$dst" are set), says
-// from the index when the last run was stopped with SIGTERM, and waits.
 func fakeFsmirror(t *testing.T, copyCmd string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "fsmirror")

@@ -28,15 +28,11 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/fsmirror/fsmirror/bench/internal/benchutil"
 	"github.com/fsmirror/fsmirror/internal/testutil"
@@ -74,27 +70,14 @@ func main() {
 		seed        = flag.Uint64("seed", def.seed, "seed of the file sizes and contents")
 		keep        = flag.Bool("keep", false, "keep the work directory")
 	)
-	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./bench/rsyncbench [flags]\n\n"+
-			"Times a burst of files into a new directory until it has arrived in a local rsync\n"+
-			"daemon, through fsmirror watch rsync://... and through lsyncd's default.rsync.\n\n")
-		flag.PrintDefaults()
-	}
-	flag.Parse()
-	if flag.NArg() > 0 || *files < 1 || *runs < 1 || *processes < 1 || *timeout <= 0 {
-		flag.Usage()
-		os.Exit(2)
-	}
+	benchutil.ParseFlags("rsyncbench",
+		"Times a burst of files into a new directory until it has arrived in a local rsync\n"+
+			"daemon, through fsmirror watch rsync://... and through lsyncd's default.rsync.",
+		func() bool { return *files >= 1 && *runs >= 1 && *processes >= 1 && *timeout > 0 })
 	cfg := def
 	cfg.fsmirror, cfg.dir, cfg.tools, cfg.files, cfg.runs = *fsmirrorBin, *dir, strings.Split(*tools, ","), *files, *runs
 	cfg.processes, cfg.timeout, cfg.seed, cfg.keep = *processes, *timeout, *seed, *keep
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Stdout, cfg)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "rsyncbench:", err)
-		os.Exit(1)
-	}
+	benchutil.Main("rsyncbench", func(ctx context.Context) error { return run(ctx, os.Stdout, cfg) })
 }
 
 // A tool is one live mirror under test.
@@ -189,12 +172,15 @@ func run(ctx context.Context, w io.Writer, cfg config) (err error) {
 }
 
 func (b *bench) pickTools(binDir string) ([]*tool, []string, error) {
+	names, err := benchutil.ToolNames(b.cfg.tools)
+	if err != nil {
+		return nil, nil, err
+	}
 	var tools []*tool
 	var versions []string
 	root := os.Geteuid() == 0
-	for _, name := range b.cfg.tools {
-		switch name = strings.TrimSpace(name); name {
-		case "":
+	for _, name := range names {
+		switch name {
 		case "fsmirror":
 			bin, err := benchutil.FsmirrorBinary(b.ctx, b.w, b.cfg.fsmirror, binDir,
 				"(give a binary with -fsmirror, or leave fsmirror out with -tools lsyncd)")
@@ -214,48 +200,24 @@ func (b *bench) pickTools(binDir string) ([]*tool, []string, error) {
 				cleanExit: func(err error) bool { return err == nil },
 			})
 		case "lsyncd":
-			bin, err := exec.LookPath("lsyncd")
+			bin, vs, err := benchutil.FindLsyncd(b.ctx, lsyncdConfig("SRC", "rsync://USER@127.0.0.1:PORT/MODULE/DIR/", "PASSWORD-FILE"))
 			if err != nil {
-				return nil, nil, fmt.Errorf("lsyncd: %w (install it, or drop it with -tools fsmirror)", err)
+				return nil, nil, err
 			}
-			out, _ := exec.CommandContext(b.ctx, bin, "-version").CombinedOutput()
-			versions = append(versions, fmt.Sprintf("lsyncd:   %s: %s, %s", bin, benchutil.FirstLine(out),
-				lsyncdConfig("SRC", "rsync://USER@127.0.0.1:PORT/MODULE/DIR/", "PASSWORD-FILE")))
-			if out, err := exec.CommandContext(b.ctx, "rsync", "--version").Output(); err == nil {
-				versions = append(versions, "rsync:    "+benchutil.FirstLine(out))
-			}
+			versions = append(versions, vs...)
 			tools = append(tools, &tool{
 				name: "lsyncd",
 				// default.rsync runs rsync -rlts: it keeps neither modes of
 				// existing files nor directory times; a reference only.
 				diffOpt: testutil.DiffOptions{IgnoreDirMtime: true, IgnoreRootMeta: true},
 				start: func(src, url, scratch string) (*benchutil.Daemon, error) {
-					conf := filepath.Join(scratch, "lsyncd.conf.lua")
-					if err := os.WriteFile(conf, []byte(lsyncdConfig(src, url+"/", b.d.PasswordFile)+"\n"), 0o644); err != nil {
-						return nil, err
-					}
-					return benchutil.StartDaemon("lsyncd", []string{bin, "-nodaemon", conf}, func(l string) bool {
-						return strings.Contains(l, "Startup of") && strings.Contains(l, "finished")
-					})
+					return benchutil.StartLsyncd(bin, scratch, lsyncdConfig(src, url+"/", b.d.PasswordFile))
 				},
-				cleanExit: func(err error) bool {
-					var ee *exec.ExitError
-					if err == nil {
-						return true
-					}
-					if !errors.As(err, &ee) {
-						return false
-					}
-					ws, ok := ee.Sys().(syscall.WaitStatus)
-					return ee.ExitCode() == 143 || ok && ws.Signaled() && ws.Signal() == syscall.SIGTERM
-				},
+				cleanExit: benchutil.LsyncdCleanExit,
 			})
 		default:
 			return nil, nil, fmt.Errorf("unknown tool %q in -tools; known: fsmirror, lsyncd", name)
 		}
-	}
-	if len(tools) == 0 {
-		return nil, nil, errors.New("no tools to measure")
 	}
 	return tools, versions, nil
 }
@@ -265,26 +227,7 @@ func (b *bench) pickTools(binDir string) ([]*tool, []string, error) {
 func lsyncdConfig(src, target, passwordFile string) string {
 	return fmt.Sprintf(`settings { nodaemon = true, insist = true } `+
 		`sync { default.rsync, source = %s, target = %s, delay = 0, rsync = { password_file = %s } }`,
-		luaQuote(src), luaQuote(target), luaQuote(passwordFile))
-}
-
-// luaQuote makes s a Lua string literal.
-func luaQuote(s string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '"' || c == '\\':
-			b.WriteByte('\\')
-			b.WriteByte(c)
-		case c < 0x20 || c == 0x7f:
-			fmt.Fprintf(&b, "\\%03d", c)
-		default:
-			b.WriteByte(c)
-		}
-	}
-	b.WriteByte('"')
-	return b.String()
+		benchutil.LuaQuote(src), benchutil.LuaQuote(target), benchutil.LuaQuote(passwordFile))
 }
 
 const marker = ".rsyncbench-marker"
@@ -314,7 +257,7 @@ func (b *bench) burst(t *tool, run int) (*measure, error) {
 		}
 	}()
 	t0 := time.Now()
-	if err := d.WaitReady(cfg.timeout); err != nil {
+	if err := d.WaitReady(b.ctx, cfg.timeout); err != nil {
 		m.status = "failed"
 		m.notes = append(m.notes, err.Error())
 		fmt.Fprintf(b.w, "run %d %-9s not ready: %v\n", run, t.name, err)
@@ -355,7 +298,7 @@ func (b *bench) burst(t *tool, run int) (*measure, error) {
 	last := time.Now()
 	m.write = last.Sub(start)
 	dents := make([]byte, 256<<10)
-	arrive, ok := benchutil.Poll(b.ctx, last, cfg.poll, cfg.timeout, func() bool { return dirHas(ddir, want, dents) })
+	arrive, ok := benchutil.Poll(b.ctx, last, cfg.poll, cfg.timeout, func() bool { return benchutil.DirHas(ddir, want, dents) })
 	if err := b.ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -411,48 +354,6 @@ func cellOf(m *measure, d time.Duration) string {
 		return m.status
 	}
 	return benchutil.Secs(d)
-}
-
-// dirHas reports whether dir holds exactly the files of want with their
-// sizes: a cheap count of entries first, then names and sizes.
-func dirHas(dir string, want map[string]int64, buf []byte) bool {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return false
-	}
-	count := -2
-	for {
-		n, err := unix.Getdents(fd, buf)
-		if err != nil || n <= 0 {
-			break
-		}
-		for b := buf[:n]; len(b) > 0; {
-			reclen := int(b[16]) | int(b[17])<<8
-			count++
-			b = b[reclen:]
-		}
-	}
-	unix.Close(fd)
-	if count != len(want) {
-		return false
-	}
-	f, err := os.Open(dir)
-	if err != nil {
-		return false
-	}
-	names, err := f.Readdirnames(-1)
-	f.Close()
-	if err != nil || len(names) != len(want) {
-		return false
-	}
-	var st unix.Stat_t
-	for _, n := range names {
-		size, ok := want[n]
-		if !ok || unix.Lstat(filepath.Join(dir, n), &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != size {
-			return false
-		}
-	}
-	return true
 }
 
 // report prints every run, the medians and the ratios.

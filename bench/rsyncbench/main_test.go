@@ -2,53 +2,12 @@ package main
 
 import (
 	"context"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 )
 
-func TestLuaQuote(t *testing.T) {
-	for in, want := range map[string]string{
-		`/srv/www`:      `"/srv/www"`,
-		`a"b\c`:         `"a\"b\\c"`,
-		"new\nline\x7f": `"new\010line\127"`,
-	} {
-		if got := luaQuote(in); got != want {
-			t.Errorf("luaQuote(%q) = %s, want %s", in, got, want)
-		}
-	}
-}
-
-func TestDirHas(t *testing.T) {
-	dir := t.TempDir()
-	buf := make([]byte, 4096)
-	want := map[string]int64{"a": 1, "b": 2}
-	if dirHas(filepath.Join(dir, "missing"), want, buf) {
-		t.Error("a missing directory has the files")
-	}
-	os.WriteFile(filepath.Join(dir, "a"), []byte("x"), 0o644)
-	if dirHas(dir, want, buf) {
-		t.Error("a directory with one of two files has them")
-	}
-	os.WriteFile(filepath.Join(dir, "b"), []byte("x"), 0o644)
-	if dirHas(dir, want, buf) {
-		t.Error("a file with the wrong size counts")
-	}
-	os.WriteFile(filepath.Join(dir, "b"), []byte("xy"), 0o644)
-	if !dirHas(dir, want, buf) {
-		t.Error("the directory has the files, dirHas says no")
-	}
-	os.WriteFile(filepath.Join(dir, "c"), nil, 0o644)
-	if dirHas(dir, want, buf) {
-		t.Error("an extra file counts")
-	}
-}
-
-// TestRun is a smoke test of the benchmark with tiny sizes, against the
-// real fsmirror (built from ./cmd/fsmirror) and lsyncd when it is there.
 func TestRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the smoke test builds fsmirror and runs a daemon")

@@ -25,7 +25,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -51,12 +50,9 @@ func main() {
 		keep     = flag.Bool("keep", false, "keep the work directory")
 	)
 	flag.Parse()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, *bin, *dir, *files, *dirs, *runs, *bigMiB, *appendKB, *samples, *keep); err != nil {
-		fmt.Fprintln(os.Stderr, "sshbench:", err)
-		os.Exit(1)
-	}
+	benchutil.Main("sshbench", func(ctx context.Context) error {
+		return run(ctx, *bin, *dir, *files, *dirs, *runs, *bigMiB, *appendKB, *samples, *keep)
+	})
 }
 
 func run(ctx context.Context, bin, dir string, files, dirs, runs, bigMiB, appendKB, samples int, keep bool) error {
@@ -90,7 +86,7 @@ func run(ctx context.Context, bin, dir string, files, dirs, runs, bigMiB, append
 		return append([]string{"rsync", "-a", "-e", sshd.Command}, args...)
 	}
 	fmt.Printf("machine: %s, %s; trees in %s (%s); sshd on %s\n", benchutil.CPUModel(), benchutil.Kernel(), dir, benchutil.FSType(dir), sshd.Addr)
-	fmt.Printf("load average at start: %s\n", loadavg())
+	fmt.Printf("load average at start: %s\n", benchutil.LoadAverage())
 
 	// 1. Initial copy of the small-files tree.
 	src := filepath.Join(work, "src")
@@ -199,7 +195,7 @@ func run(ctx context.Context, bin, dir string, files, dirs, runs, bigMiB, append
 	med, p99 := lat[len(lat)/2], lat[min(len(lat)-1, len(lat)*99/100)]
 	fmt.Printf("close → full content in DEST: median %.3f ms, p99 %.3f ms (target: median < 5 ms) %s\n",
 		ms(med), ms(p99), benchutil.Verdict(med < 5*time.Millisecond))
-	fmt.Printf("load average at end: %s\n", loadavg())
+	fmt.Printf("load average at end: %s\n", benchutil.LoadAverage())
 	return nil
 }
 
@@ -298,12 +294,3 @@ func human(n int64) string {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-func loadavg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}

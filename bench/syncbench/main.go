@@ -15,7 +15,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -23,10 +22,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/fsmirror/fsmirror/bench/internal/benchutil"
@@ -65,27 +62,15 @@ func main() {
 		tools       = flag.String("tools", "fsmirror,rsync,cp", "comma-separated `LIST` of tools to measure")
 		keep        = flag.Bool("keep", false, "keep the work directory")
 	)
-	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./bench/syncbench [flags]\n\n"+
-			"Times fsmirror sync, rsync -a and cp -a copying a tree of many small files,\n"+
-			"first into an empty destination, then again over the finished copy.\n\n")
-		flag.PrintDefaults()
-	}
-	flag.Parse()
-	if flag.NArg() > 0 || *runs < 1 || *files < 0 || *dirs < 0 {
-		flag.Usage()
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Stdout, config{
+	benchutil.ParseFlags("syncbench",
+		"Times fsmirror sync, rsync -a and cp -a copying a tree of many small files,\n"+
+			"first into an empty destination, then again over the finished copy.",
+		func() bool { return *runs >= 1 && *files >= 0 && *dirs >= 0 })
+	cfg := config{
 		fsmirror: *fsmirrorBin, dir: *dir, files: *files, dirs: *dirs,
 		runs: *runs, seed: *seed, tools: strings.Split(*tools, ","), keep: *keep,
-	})
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "syncbench:", err)
-		os.Exit(1)
 	}
+	benchutil.Main("syncbench", func(ctx context.Context) error { return run(ctx, os.Stdout, cfg) })
 }
 
 type config struct {
@@ -179,14 +164,12 @@ func run(ctx context.Context, w io.Writer, cfg config) (err error) {
 // pickTools resolves the tools named in cfg, building fsmirror into binDir
 // if needed.
 func pickTools(ctx context.Context, w io.Writer, cfg config, binDir string) ([]tool, error) {
+	names, err := benchutil.ToolNames(cfg.tools)
+	if err != nil {
+		return nil, err
+	}
 	var tools []tool
-	seen := map[string]bool{}
-	for _, name := range cfg.tools {
-		name = strings.TrimSpace(name)
-		if name == "" || seen[name] {
-			continue
-		}
-		seen[name] = true
+	for _, name := range names {
 		switch name {
 		case "fsmirror":
 			bin, err := benchutil.FsmirrorBinary(ctx, w, cfg.fsmirror, binDir,
@@ -220,27 +203,13 @@ func pickTools(ctx context.Context, w io.Writer, cfg config, binDir string) ([]t
 			return nil, fmt.Errorf("unknown tool %q in -tools; known: fsmirror, rsync, cp", name)
 		}
 	}
-	if len(tools) == 0 {
-		return nil, errors.New("no tools to measure")
-	}
 	return tools, nil
 }
 
-// timeCmd runs argv and returns its wall-clock time and the CPU time (user
-// plus system) of the process and the children it waited for. A command
-// that fails is an error that carries its output.
+// timeCmd times argv with benchutil.TimeCmd.
 func timeCmd(ctx context.Context, argv []string) (sample, error) {
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	start := time.Now()
-	err := cmd.Run()
-	wall := time.Since(start)
-	if err != nil {
-		return sample{}, fmt.Errorf("%s: %w\n%s", strings.Join(argv, " "), err, lastLines(out.String(), 20))
-	}
-	st := cmd.ProcessState
-	return sample{wall: wall, cpu: st.UserTime() + st.SystemTime()}, nil
+	wall, cpu, err := benchutil.TimeCmd(ctx, argv)
+	return sample{wall: wall, cpu: cpu}, err
 }
 
 // check compares dst with src. A strict tool's every result must be an
@@ -266,12 +235,4 @@ func check(w io.Writer, t tool, phase, src, dst string, checked map[string]bool)
 	}
 	fmt.Fprintln(w, "warning:", msg)
 	return nil
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = append([]string{"..."}, lines[len(lines)-n:]...)
-	}
-	return strings.Join(lines, "\n")
 }

@@ -27,18 +27,14 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -64,31 +60,19 @@ func main() {
 		seed        = flag.Uint64("seed", def.seed, "seed of the file sizes and contents")
 		keep        = flag.Bool("keep", false, "keep the work directory")
 	)
-	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./bench/watchbench [flags]\n\n"+
-			"Runs fsmirror watch and lsyncd side by side and measures the latency of a new file,\n"+
+	benchutil.ParseFlags("watchbench",
+		"Runs fsmirror watch and lsyncd side by side and measures the latency of a new file,\n"+
 			"a burst of 5,000 files into a new directory, the rename of a 200 MiB file, and\n"+
-			"the CPU used while idle.\n\n")
-		flag.PrintDefaults()
-	}
-	flag.Parse()
-	if flag.NArg() > 0 || *latFiles < 1 || *burstFiles < 1 || *bigMiB < 1 || *idle < 0 || *settle < 0 || *timeout <= 0 || *latGap < 0 {
-		flag.Usage()
-		os.Exit(2)
-	}
+			"the CPU used while idle.",
+		func() bool {
+			return *latFiles >= 1 && *burstFiles >= 1 && *bigMiB >= 1 && *idle >= 0 && *settle >= 0 && *timeout > 0 && *latGap >= 0
+		})
 	cfg := def
 	cfg.fsmirror, cfg.dir, cfg.tools = *fsmirrorBin, *dir, strings.Split(*tools, ",")
 	cfg.latFiles, cfg.latGap, cfg.burstFiles, cfg.bigMiB = *latFiles, *latGap, *burstFiles, *bigMiB
 	cfg.idle, cfg.settle, cfg.timeout, cfg.inotifyMode = *idle, *settle, *timeout, *mode
 	cfg.seed, cfg.keep = *seed, *keep
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Stdout, cfg)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "watchbench:", err)
-		os.Exit(1)
-	}
+	benchutil.Main("watchbench", func(ctx context.Context) error { return run(ctx, os.Stdout, cfg) })
 }
 
 type config struct {
@@ -140,7 +124,7 @@ type tool struct {
 	diffOpt testutil.DiffOptions
 	// start starts mirroring src to dst; scratch is a directory for its
 	// own files (a config file).
-	start func(src, dst, scratch string) (*daemon, error)
+	start func(src, dst, scratch string) (*benchutil.Daemon, error)
 	// cleanExit says whether an exit after SIGTERM is a clean one.
 	cleanExit func(error) bool
 }
@@ -243,17 +227,15 @@ func run(ctx context.Context, w io.Writer, cfg config) (err error) {
 // pickTools resolves the tools named in cfg, building fsmirror into binDir
 // if needed, and returns them with version lines for the header.
 func pickTools(ctx context.Context, w io.Writer, cfg config, binDir string) ([]*tool, []string, error) {
+	names, err := benchutil.ToolNames(cfg.tools)
+	if err != nil {
+		return nil, nil, err
+	}
 	var (
 		tools    []*tool
 		versions []string
 	)
-	seen := map[string]bool{}
-	for _, name := range cfg.tools {
-		name = strings.TrimSpace(name)
-		if name == "" || seen[name] {
-			continue
-		}
-		seen[name] = true
+	for _, name := range names {
 		switch name {
 		case "fsmirror":
 			bin, err := benchutil.FsmirrorBinary(ctx, w, cfg.fsmirror, binDir,
@@ -269,59 +251,32 @@ func pickTools(ctx context.Context, w io.Writer, cfg config, binDir string) ([]*
 			tools = append(tools, &tool{
 				name: "fsmirror", strict: true,
 				diffOpt: testutil.DiffOptions{Owner: os.Geteuid() == 0},
-				start: func(src, dst, _ string) (*daemon, error) {
-					return startDaemon("fsmirror", []string{bin, "watch", src, dst}, func(line string) bool {
+				start: func(src, dst, _ string) (*benchutil.Daemon, error) {
+					return benchutil.StartDaemon("fsmirror", []string{bin, "watch", src, dst}, func(line string) bool {
 						return strings.HasPrefix(line, "fsmirror: watching")
 					})
 				},
 				cleanExit: func(err error) bool { return err == nil },
 			})
 		case "lsyncd":
-			bin, err := exec.LookPath("lsyncd")
+			bin, vs, err := benchutil.FindLsyncd(ctx, lsyncdConfig("SRC", "DST", cfg.inotifyMode))
 			if err != nil {
-				return nil, nil, fmt.Errorf("lsyncd: %w (install it, or drop it with -tools fsmirror)", err)
+				return nil, nil, err
 			}
-			if _, err := exec.LookPath("rsync"); err != nil {
-				return nil, nil, fmt.Errorf("lsyncd needs rsync: %w (drop lsyncd with -tools fsmirror)", err)
-			}
-			out, _ := exec.CommandContext(ctx, bin, "-version").CombinedOutput()
-			versions = append(versions, fmt.Sprintf("lsyncd:   %s: %s, %s", bin, firstLine(string(out)), lsyncdConfig("SRC", "DST", cfg.inotifyMode)))
-			if out, err := exec.CommandContext(ctx, "rsync", "--version").Output(); err == nil {
-				versions = append(versions, "rsync:    "+firstLine(string(out)))
-			}
+			versions = append(versions, vs...)
 			tools = append(tools, &tool{
 				name: "lsyncd",
 				// default.rsync runs rsync -rlts: modes of existing files,
 				// owners and directory times are not its business.
 				diffOpt: testutil.DiffOptions{IgnoreDirMtime: true, IgnoreRootMeta: true},
-				start: func(src, dst, scratch string) (*daemon, error) {
-					conf := filepath.Join(scratch, "lsyncd.conf.lua")
-					if err := os.WriteFile(conf, []byte(lsyncdConfig(src, dst, cfg.inotifyMode)+"\n"), 0o644); err != nil {
-						return nil, err
-					}
-					return startDaemon("lsyncd", []string{bin, "-nodaemon", conf}, func(line string) bool {
-						return strings.Contains(line, "Startup of") && strings.Contains(line, "finished")
-					})
+				start: func(src, dst, scratch string) (*benchutil.Daemon, error) {
+					return benchutil.StartLsyncd(bin, scratch, lsyncdConfig(src, dst, cfg.inotifyMode))
 				},
-				// lsyncd exits with status 143 on SIGTERM.
-				cleanExit: func(err error) bool {
-					var ee *exec.ExitError
-					if err == nil {
-						return true
-					}
-					if !errors.As(err, &ee) {
-						return false
-					}
-					ws, ok := ee.Sys().(syscall.WaitStatus)
-					return ee.ExitCode() == 143 || ok && ws.Signaled() && ws.Signal() == syscall.SIGTERM
-				},
+				cleanExit: benchutil.LsyncdCleanExit,
 			})
 		default:
 			return nil, nil, fmt.Errorf("unknown tool %q in -tools; known: fsmirror, lsyncd", name)
 		}
-	}
-	if len(tools) == 0 {
-		return nil, nil, errors.New("no tools to measure")
 	}
 	return tools, versions, nil
 }
@@ -330,42 +285,14 @@ func pickTools(ctx context.Context, w io.Writer, cfg config, binDir string) ([]*
 func lsyncdConfig(src, dst, inotifyMode string) string {
 	return fmt.Sprintf(`settings { nodaemon = true, insist = true, inotifyMode = %s } `+
 		`sync { default.rsync, source = %s, target = %s, delay = 0 }`,
-		luaQuote(inotifyMode), luaQuote(src), luaQuote(dst))
-}
-
-// luaQuote makes s a Lua string literal; bytes other than the quote, the
-// backslash and control characters stand for themselves.
-func luaQuote(s string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '"' || c == '\\':
-			b.WriteByte('\\')
-			b.WriteByte(c)
-		case c < 0x20 || c == 0x7f:
-			fmt.Fprintf(&b, "\\%03d", c)
-		default:
-			b.WriteByte(c)
-		}
-	}
-	b.WriteByte('"')
-	return b.String()
-}
-
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		s = s[:i]
-	}
-	return strings.TrimSpace(s)
+		benchutil.LuaQuote(inotifyMode), benchutil.LuaQuote(src), benchutil.LuaQuote(dst))
 }
 
 // A session is one tool running on one fresh SRC/DST pair.
 type session struct {
 	tool     *tool
 	scen     string
-	d        *daemon
+	d        *benchutil.Daemon
 	src, dst string
 	// notReady says why the tool never became ready; nil when it did.
 	notReady error
@@ -400,32 +327,32 @@ func (b *bench) open(t *tool, scen string, prepare func(src string) error, initi
 	}
 	s.d = d
 	t0 := time.Now()
-	if err := d.waitReady(b.cfg.timeout); err != nil {
+	if err := d.WaitReady(b.ctx, b.cfg.timeout); err != nil {
 		s.notReady = err
 		return s, nil
 	}
 	markerPath := filepath.Join(s.dst, marker)
-	_, ok := poll(b.ctx, t0, time.Millisecond, b.cfg.timeout, func() bool {
+	_, ok := benchutil.Poll(b.ctx, t0, time.Millisecond, b.cfg.timeout, func() bool {
 		var st unix.Stat_t
 		return unix.Lstat(markerPath, &st) == nil && (initialDone == nil || initialDone(s.dst))
 	})
 	if !ok {
 		s.notReady = fmt.Errorf("%w: %s's initial sync not complete in DST after %s although it said so",
-			errTimeout, t.name, b.cfg.timeout)
+			benchutil.ErrTimeout, t.name, b.cfg.timeout)
 	}
 	return s, nil
 }
 
 // close stops the tool and notes how it went.
 func (b *bench) close(s *session, r *result) {
-	if note := s.d.stop(10*time.Second, s.tool.cleanExit); note != "" {
+	if note := s.d.Stop(10*time.Second, s.tool.cleanExit); note != "" {
 		r.note(s.scen, "%s", note)
 	}
 }
 
 // status is the table cell for a measurement that could not run.
 func status(err error) string {
-	if errors.Is(err, errTimeout) {
+	if errors.Is(err, benchutil.ErrTimeout) {
 		return "TIMEOUT"
 	}
 	return "failed"
@@ -434,7 +361,7 @@ func status(err error) string {
 // skip records that the tool never became ready for scen.
 func (b *bench) skip(s *session, r *result) {
 	r.note(s.scen, "%s was not ready, nothing measured: %v", s.tool.name, s.notReady)
-	fmt.Fprintf(b.w, "(%s) %-9s %s: %v\n", s.scen, s.tool.name, status(s.notReady), firstLine(s.notReady.Error()))
+	fmt.Fprintf(b.w, "(%s) %-9s %s: %v\n", s.scen, s.tool.name, status(s.notReady), benchutil.FirstLine(s.notReady.Error()))
 }
 
 // waitSettled waits the settle time, then until the tool has no running
@@ -445,8 +372,7 @@ func (b *bench) waitSettled(s *session) {
 		return
 	case <-time.After(b.cfg.settle):
 	}
-	pid := s.d.cmd.Process.Pid
-	poll(b.ctx, time.Now(), 50*time.Millisecond, b.cfg.timeout, func() bool { return len(children(pid)) == 0 })
+	benchutil.Poll(b.ctx, time.Now(), 50*time.Millisecond, b.cfg.timeout, func() bool { return len(s.d.Children()) == 0 })
 }
 
 // verify compares DST with SRC until they are equal, at most the converge
@@ -458,7 +384,7 @@ func (b *bench) verify(s *session, r *result, since time.Time) cell {
 		diffs []string
 		err   error
 	)
-	_, ok := poll(b.ctx, time.Now(), 20*time.Millisecond, b.cfg.converge, func() bool {
+	_, ok := benchutil.Poll(b.ctx, time.Now(), 20*time.Millisecond, b.cfg.converge, func() bool {
 		diffs, err = testutil.Diff(s.src, s.dst, s.tool.diffOpt)
 		return err == nil && len(diffs) == 0
 	})
@@ -536,7 +462,7 @@ func (b *bench) latency(r *result) error {
 		b.skip(s, r)
 		return nil
 	}
-	cpu0, _ := s.d.cpu()
+	cpu0, _ := s.d.CPU()
 	rng := rand.New(rand.NewPCG(cfg.seed, 1))
 	data := make([]byte, 100)
 	got := make([]byte, 200)
@@ -560,7 +486,7 @@ func (b *bench) latency(r *result) error {
 			return err
 		}
 		dpath := filepath.Join(s.dst, name)
-		lat, ok := poll(b.ctx, t0, cfg.pollEvery, cfg.latTimeout, func() bool {
+		lat, ok := benchutil.Poll(b.ctx, t0, cfg.pollEvery, cfg.latTimeout, func() bool {
 			return unix.Stat(dpath, &st) == nil && st.Size == int64(len(data))
 		})
 		if !ok {
@@ -573,7 +499,7 @@ func (b *bench) latency(r *result) error {
 		if n, err := readFile(dpath, got); err != nil || !bytes.Equal(got[:n], data) {
 			r.latWrong++
 		}
-		sleep(cfg.latGap)
+		benchutil.Sleep(cfg.latGap)
 	}
 	if consecutive >= 3 {
 		r.note("a", "3 files in a row never arrived within %s; the remaining files were not written", cfg.latTimeout)
@@ -587,7 +513,7 @@ func (b *bench) latency(r *result) error {
 	}
 	b.verify(s, r, time.Now())
 	b.waitSettled(s)
-	if cpu1, err := s.d.cpu(); err == nil && s.d.alive() {
+	if cpu1, err := s.d.CPU(); err == nil && s.d.Alive() {
 		r.latCPU = cell{d: cpu1 - cpu0}
 	} else {
 		r.latCPU = cell{status: "exited"}
@@ -625,7 +551,7 @@ func (b *bench) burst(r *result) error {
 		b.skip(s, r)
 		return nil
 	}
-	cpu0, _ := s.d.cpu()
+	cpu0, _ := s.d.CPU()
 	rng := rand.New(rand.NewPCG(cfg.seed, 2))
 	want := make(map[string]int64, cfg.burstFiles)
 	buf := make([]byte, 4096)
@@ -646,7 +572,7 @@ func (b *bench) burst(r *result) error {
 	last := time.Now()
 	r.burstWrite = cell{d: last.Sub(start)}
 	dents := make([]byte, 256<<10)
-	d, ok := poll(b.ctx, last, cfg.burstPoll, cfg.timeout, func() bool { return dirHas(ddir, want, dents) })
+	d, ok := benchutil.Poll(b.ctx, last, cfg.burstPoll, cfg.timeout, func() bool { return benchutil.DirHas(ddir, want, dents) })
 	if err := b.ctx.Err(); err != nil {
 		return err
 	}
@@ -661,8 +587,8 @@ func (b *bench) burst(r *result) error {
 		r.burstExact = cell{status: "TIMEOUT"}
 	}
 	b.waitSettled(s)
-	cpu1, err := s.d.cpu()
-	if err != nil || !s.d.alive() {
+	cpu1, err := s.d.CPU()
+	if err != nil || !s.d.Alive() {
 		r.burstCPU, r.idle = cell{status: "exited"}, cell{status: "exited"}
 		return nil
 	}
@@ -676,73 +602,14 @@ func (b *bench) burst(r *result) error {
 		return b.ctx.Err()
 	case <-time.After(cfg.idle):
 	}
-	cpu2, err := s.d.cpu()
-	if err != nil || !s.d.alive() {
+	cpu2, err := s.d.CPU()
+	if err != nil || !s.d.Alive() {
 		r.idle = cell{status: "exited"}
 		return nil
 	}
 	r.idle = cell{d: cpu2 - cpu1}
 	fmt.Fprintf(b.w, "(d) %-9s CPU while idle for %s: %.2fs\n", r.tool.name, cfg.idle, r.idle.d.Seconds())
 	return nil
-}
-
-// dirHas reports whether dir holds exactly the files of want with their
-// sizes. It counts the entries first (cheap: no names are kept), then lists
-// the names and stats them only when the count is right. buf is a scratch
-// buffer for getdents.
-func dirHas(dir string, want map[string]int64, buf []byte) bool {
-	if n, err := countEntries(dir, buf); err != nil || n != len(want) {
-		return false
-	}
-	f, err := os.Open(dir)
-	if err != nil {
-		return false
-	}
-	names, err := f.Readdirnames(-1)
-	f.Close()
-	if err != nil || len(names) != len(want) {
-		return false
-	}
-	for _, n := range names {
-		if _, ok := want[n]; !ok {
-			return false
-		}
-	}
-	var st unix.Stat_t
-	for _, n := range names {
-		if unix.Lstat(filepath.Join(dir, n), &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != want[n] {
-			return false
-		}
-	}
-	return true
-}
-
-// countEntries counts the entries of dir but "." and "..".
-func countEntries(dir string, buf []byte) (int, error) {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return 0, err
-	}
-	defer unix.Close(fd)
-	count := -2 // "." and ".."
-	for {
-		n, err := unix.Getdents(fd, buf)
-		if err != nil {
-			return 0, err
-		}
-		if n <= 0 {
-			return count, nil
-		}
-		// struct linux_dirent64: ino (8), off (8), reclen (2), type (1), name.
-		for off := 0; off+19 <= n; {
-			reclen := int(binary.NativeEndian.Uint16(buf[off+16:]))
-			if reclen == 0 {
-				return 0, fmt.Errorf("getdents %s: zero record length", dir)
-			}
-			count++
-			off += reclen
-		}
-	}
 }
 
 // rename is measurement (c).
@@ -797,7 +664,7 @@ func (b *bench) rename(r *result) error {
 	if err := os.Rename(filepath.Join(s.src, oldName), filepath.Join(s.src, newName)); err != nil {
 		return err
 	}
-	d, ok := poll(b.ctx, t0, cfg.pollEvery, cfg.timeout, func() bool {
+	d, ok := benchutil.Poll(b.ctx, t0, cfg.pollEvery, cfg.timeout, func() bool {
 		return full(newDst) && unix.Lstat(oldDst, &st) == unix.ENOENT
 	})
 	if err := b.ctx.Err(); err != nil {

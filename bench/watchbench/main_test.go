@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -81,98 +80,6 @@ func TestFormat(t *testing.T) {
 	}
 }
 
-func TestParseStat(t *testing.T) {
-	// The command name may hold spaces and parentheses.
-	line := "4242 (a (weird) name) S 17 4242 4242 0 -1 4194560 120 0 0 0 250 30 7 3 20 0 4 0 1234 0 0\n"
-	cpu, err := parseStatCPU(line)
-	if err != nil || cpu != 2900*time.Millisecond {
-		t.Errorf("parseStatCPU = %v, %v; want 2.9s (290 ticks)", cpu, err)
-	}
-	if pp, ok := parseStatPPID(line); !ok || pp != 17 {
-		t.Errorf("parseStatPPID = %d, %v; want 17", pp, ok)
-	}
-	for _, bad := range []string{"", "1 (x) S 1 2", "1 (x) S 1 1 1 0 -1 0 0 0 0 0 x 0 0 0 0"} {
-		if _, err := parseStatCPU(bad); err == nil {
-			t.Errorf("parseStatCPU(%q) succeeded", bad)
-		}
-	}
-	b, err := os.ReadFile("/proc/self/stat")
-	if err != nil {
-		t.Skip(err)
-	}
-	if _, err := parseStatCPU(string(b)); err != nil {
-		t.Errorf("parseStatCPU(/proc/self/stat): %v", err)
-	}
-	if pp, ok := parseStatPPID(string(b)); !ok || pp != os.Getppid() {
-		t.Errorf("parseStatPPID(/proc/self/stat) = %d, %v; want %d", pp, ok, os.Getppid())
-	}
-}
-
-func TestLuaQuote(t *testing.T) {
-	for in, want := range map[string]string{
-		"/dev/shm/a b":         `"/dev/shm/a b"`,
-		`q"uote\`:              `"q\"uote\\"`,
-		"new\nline":            `"new\010line"`,
-		"CloseWrite or Modify": `"CloseWrite or Modify"`,
-	} {
-		if got := luaQuote(in); got != want {
-			t.Errorf("luaQuote(%q) = %s, want %s", in, got, want)
-		}
-	}
-}
-
-func TestDirHas(t *testing.T) {
-	dir := t.TempDir()
-	want := map[string]int64{"a": 3, "b": 5}
-	buf := make([]byte, 64) // small: several getdents calls
-	if dirHas(dir, want, buf) {
-		t.Fatal("empty directory has the files")
-	}
-	os.WriteFile(filepath.Join(dir, "a"), []byte("abc"), 0o644)
-	os.WriteFile(filepath.Join(dir, ".b.XYZ"), []byte("hello"), 0o644) // rsync's temporary
-	if dirHas(dir, want, buf) {
-		t.Fatal("a temporary counts as a file")
-	}
-	os.Rename(filepath.Join(dir, ".b.XYZ"), filepath.Join(dir, "b"))
-	if !dirHas(dir, want, buf) {
-		t.Fatal("complete directory not recognised")
-	}
-	os.WriteFile(filepath.Join(dir, "b"), []byte("hell"), 0o644)
-	if dirHas(dir, want, buf) {
-		t.Fatal("a short file counts")
-	}
-	for i := range 20 {
-		os.WriteFile(filepath.Join(dir, fmt.Sprintf("extra-%d", i)), nil, 0o644)
-	}
-	if n, err := countEntries(dir, buf); n != 22 || err != nil {
-		t.Errorf("countEntries = %d, %v; want 22", n, err)
-	}
-	if dirHas(filepath.Join(dir, "missing"), want, buf) {
-		t.Fatal("a missing directory has the files")
-	}
-}
-
-func TestLogWriter(t *testing.T) {
-	w := newLogWriter(func(l string) bool { return strings.HasPrefix(l, "ready") })
-	w.Write([]byte("starting\nrea"))
-	select {
-	case <-w.ready:
-		t.Fatal("ready before the line")
-	default:
-	}
-	w.Write([]byte("dy now\nmore\n"))
-	select {
-	case <-w.ready:
-	default:
-		t.Fatal("not ready after the line")
-	}
-	if got, want := w.tail(2), "\t...\n\tready now\n\tmore"; got != want {
-		t.Errorf("tail(2) = %q, want %q", got, want)
-	}
-}
-
-// fakeFsmirror writes an executable script standing in for fsmirror, run as
-// "fsmirror watch SRC DEST".
 func fakeFsmirror(t *testing.T, body string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "fsmirror")

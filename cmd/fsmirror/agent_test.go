@@ -64,10 +64,21 @@ func TestAgent_OneAtATime(t *testing.T) {
 		}
 		second <- err
 	}()
+	// The second agent says it waits (after a second); it must not have
+	// answered by then, nor until the first ends.
+	for !strings.Contains(stderr.String(), "waiting for another agent") {
+		select {
+		case err := <-second:
+			t.Fatalf("a second agent answered while the first still ran (err %v)", err)
+		case <-ctx.Done():
+			t.Fatalf("the second agent neither answered nor said it waits: %q", stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 	select {
 	case err := <-second:
 		t.Fatalf("a second agent answered while the first still ran (err %v)", err)
-	case <-time.After(1500 * time.Millisecond):
+	default:
 	}
 	first.Close()
 	select {
@@ -77,8 +88,5 @@ func TestAgent_OneAtATime(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("the second agent never started after the first ended")
-	}
-	if !strings.Contains(stderr.String(), "waiting for another agent") {
-		t.Errorf("the second agent did not say it waited: %q", stderr.String())
 	}
 }

@@ -128,8 +128,10 @@ func newRootCmd(a *app) *cobra.Command {
   fsmirror check  -c FILE       check a config file and say what it would do
   fsmirror start  -c FILE       run a config file in the background (stop, status, reload)
   fsmirror agent --root DIR     the far end of an SSH destination (started by fsmirror)
+  fsmirror serve --listen ADDR  a receiver for fsmirror:// destinations (TCP, TLS 1.3)
 
-DEST is a local directory, [user@]host:path or ssh://[user@]host[:port]/path.
+DEST is a local directory, [user@]host:path, ssh://[user@]host[:port]/path or
+fsmirror://host:port/path (a receiver; see 'fsmirror serve --help').
 
 Exit codes: 0 done, 1 finished but some paths failed (each is reported),
 2 usage or setup error (nothing was written).`,
@@ -150,7 +152,7 @@ Exit codes: 0 done, 1 finished but some paths failed (each is reported),
 		return nil
 	}
 	root.CompletionOptions.DisableDescriptions = false
-	root.AddCommand(newSyncCmd(a), newWatchCmd(a), newVerifyCmd(a), newAgentCmd(os.Stdin, a),
+	root.AddCommand(newSyncCmd(a), newWatchCmd(a), newVerifyCmd(a), newAgentCmd(os.Stdin, a), newServeCmd(stdout, stderr),
 		newRunCmd(a), newCheckCmd(a), newExamplesCmd(a),
 		newStartCmd(a), newStopCmd(a), newStatusCmd(a), newReloadCmd(a))
 	return root

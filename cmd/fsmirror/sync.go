@@ -51,6 +51,8 @@ type destFlags struct {
 	remoteFsmirror string
 	installAgent   bool
 	compress       bool
+	tokenFile      string
+	fingerprint    string
 	rsync          rsyncFlags
 }
 
@@ -60,11 +62,14 @@ func (d *destFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&d.remoteFsmirror, "remote-fsmirror", "fsmirror", "the fsmirror binary on the remote host (`PATH`)")
 	fl.BoolVar(&d.installAgent, "install-agent", false, "copy this fsmirror binary to the remote host's cache directory (once per build) and run that")
 	fl.BoolVarP(&d.compress, "compress", "z", false, "compress file content sent to remote destinations")
+	fl.StringVar(&d.tokenFile, "token-file", "", "for fsmirror:// destinations: the `FILE` holding the token the receiver knows this client by")
+	fl.StringVar(&d.fingerprint, "fingerprint", "", "for fsmirror:// destinations: the receiver's key fingerprint (`HEX`, printed by fsmirror serve init)")
 	d.rsync.register(cmd)
 }
 
 func (d *destFlags) options() all.Options {
-	o := all.Options{SSH: d.ssh, RemoteFsmirror: d.remoteFsmirror, InstallAgent: d.installAgent, Compress: d.compress}
+	o := all.Options{SSH: d.ssh, RemoteFsmirror: d.remoteFsmirror, InstallAgent: d.installAgent, Compress: d.compress,
+		TokenFile: d.tokenFile, Fingerprint: d.fingerprint}
 	d.rsync.apply(&o)
 	return o
 }

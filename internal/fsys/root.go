@@ -246,3 +246,58 @@ func (r *Root) Clone() (*Root, error) {
 	c.root = &Dir{fd: fd, r: c, refs: 1}
 	return c, nil
 }
+
+// Sub returns a new Root on the directory rel below r, which is resolved
+// like every other path of r: a symlink on the way is refused (ENOTDIR), so
+// the new Root can never lie outside r. With create, missing directories on
+// the way are made, owner-only.
+func (r *Root) Sub(rel string, create, noCache bool) (*Root, error) {
+	if !fsmirror.IsValidPath(rel) {
+		return nil, &fs.PathError{Op: "open directory", Path: rel, Err: unix.EINVAL}
+	}
+	d, err := r.OpenDir(rel)
+	if create && errors.Is(err, unix.ENOENT) {
+		err = r.mkdirAll(rel)
+		if err == nil {
+			d, err = r.OpenDir(rel)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	fd, err := unix.Openat(d.fd, ".", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	d.Release()
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: rel, Err: err}
+	}
+	s := &Root{path: r.path + "/" + rel, noCache: noCache, dirs: map[string]*list.Element{}, limit: cacheSize}
+	if rel == "" {
+		s.path = r.path
+	}
+	s.root = &Dir{fd: fd, r: s, refs: 1}
+	return s, nil
+}
+
+// mkdirAll makes the directory rel and its missing parents, owner-only.
+func (r *Root) mkdirAll(rel string) error {
+	if rel == "" {
+		return nil
+	}
+	if d, err := r.OpenDir(rel); err == nil {
+		d.Release()
+		return nil
+	}
+	parent, name := fsmirror.Split(rel)
+	if err := r.mkdirAll(parent); err != nil {
+		return err
+	}
+	pd, err := r.OpenDir(parent)
+	if err != nil {
+		return err
+	}
+	defer pd.Release()
+	if err := unix.Mkdirat(pd.fd, name, 0o700); err != nil && err != unix.EEXIST {
+		return &fs.PathError{Op: "create directory", Path: rel, Err: err}
+	}
+	return nil
+}

@@ -7,6 +7,7 @@
 //	/local/path                          local directory (target/local)
 //	[user@]host:path                     SSH, fsmirror agent on the far side (target/remote)
 //	ssh://[user@]host[:port]/path        the same, with a port
+//	fsmirror://host:port/path            the receiver of fsmirror serve, over TLS (target/remote)
 //	rsync://[user@]host[:port]/module/path  a module of an rsync daemon (target/rsync)
 //	[user@]host:path with Options.Rsync  rsync over ssh, no fsmirror on the far side (target/rsync)
 //
@@ -84,6 +85,12 @@ type Options struct {
 	InstallAgent bool
 	// Compress compresses file content on the wire.
 	Compress bool
+	// Fingerprint pins the key of the receiver of fsmirror:// destinations
+	// (as `fsmirror serve init` prints it); the URL's ?fingerprint= wins.
+	Fingerprint string
+	// TokenFile holds the token that a receiver knows this client by; the
+	// URL's ?token-file= wins.
+	TokenFile string
 	// Rsync sends to [user@]host:path with rsync over ssh instead of the
 	// fsmirror agent.
 	Rsync bool

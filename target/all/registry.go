@@ -14,6 +14,7 @@ var schemes = map[string]parser{}
 
 func init() {
 	register("ssh", parseSSH)
+	register("fsmirror", parseReceiver)
 	register("rsync", parseRsync)
 }
 

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"sync"
@@ -38,6 +39,7 @@ type Target struct {
 var (
 	_ fsmirror.Target = (*Target)(nil)
 	_ fsmirror.Hasher = (*Target)(nil)
+	_ fsmirror.Spacer = (*Target)(nil)
 )
 
 // New opens the existing directory path as a destination.
@@ -47,6 +49,24 @@ func New(path string) (*Target, error) {
 		return nil, fmt.Errorf("open destination: %w", err)
 	}
 	return &Target{root: r, umask: processUmask(), Owner: unix.Geteuid() == 0}, nil
+}
+
+// NewBelow opens directory rel below the directory root as a destination.
+// root is the caller's choice and may be reached through symlinks; rel is
+// resolved one component at a time without following any, so that a
+// symlink planted below root cannot lead the target outside it. With
+// create, missing directories of rel are made, owner-only.
+func NewBelow(root, rel string, create bool) (*Target, error) {
+	r, err := fsys.OpenRoot(root, true)
+	if err != nil {
+		return nil, fmt.Errorf("open destination: %w", err)
+	}
+	defer r.Close()
+	sub, err := r.Sub(rel, create, false)
+	if err != nil {
+		return nil, fsys.PathErr("open destination", rel, err)
+	}
+	return &Target{root: sub, umask: processUmask(), Owner: unix.Geteuid() == 0}, nil
 }
 
 // processUmask reads the umask once per process. Reading it means setting
@@ -81,6 +101,29 @@ func (t *Target) Lstat(_ context.Context, path string) (fsmirror.Entry, error) {
 // Hash returns the SHA-256 of the file at path.
 func (t *Target) Hash(_ context.Context, path string) ([]byte, error) {
 	return t.root.Hash(path)
+}
+
+// FreeSpace returns the room left on the destination's filesystem: the
+// bytes and inodes this process may still use.
+func (t *Target) FreeSpace(context.Context) (bytes, files uint64, err error) {
+	d, err := t.root.OpenDir("")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer d.Release()
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(d.FD(), &st); err != nil {
+		return 0, 0, fmt.Errorf("statfs: %w", err)
+	}
+	blocks := st.Bavail
+	if unix.Geteuid() == 0 {
+		blocks = st.Bfree // root may use the reserved blocks too
+	}
+	files = st.Ffree
+	if st.Files == 0 {
+		files = math.MaxUint64 // no inode count (btrfs, some network filesystems)
+	}
+	return blocks * uint64(st.Bsize), files, nil
 }
 
 // Open opens the regular file at path for reading, without following a

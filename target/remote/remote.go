@@ -6,6 +6,14 @@
 // A broken connection fails the requests in flight with an error wrapping
 // fsmirror.ErrTargetDown; Ping makes a new one. The live mirror pings a
 // target that went down until it is back, then sends what changed meanwhile.
+// A connection that the far side closed because it was idle, with nothing
+// in flight, is made again on the next request without any of that: nothing
+// is in doubt.
+//
+// A destination whose filesystem is full (ENOSPC, EDQUOT) is treated as
+// down too, so that a live mirror keeps the work and waits instead of
+// failing path after path: Ping answers only once the far side reports room
+// for what failed (see full.go).
 package remote
 
 import (
@@ -35,6 +43,9 @@ type Dialer interface {
 type Target struct {
 	d Dialer
 	o wire.ClientOptions
+
+	dialMu sync.Mutex // held while a new connection is made
+	full   fullState
 
 	mu       sync.Mutex
 	c        *wire.Client
@@ -72,34 +83,51 @@ func (t *Target) connect(ctx context.Context) (*wire.Client, error) {
 	return c, nil
 }
 
-// client returns the connection, or an ErrTargetDown error if it is gone.
-func (t *Target) client() (*wire.Client, error) {
+func (t *Target) current() *wire.Client {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.c == nil {
-		return nil, fmt.Errorf("%w: %s: not connected", fsmirror.ErrTargetDown, t.d)
-	}
-	if err := t.c.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", t.d, err)
-	}
-	return t.c, nil
+	return t.c
 }
 
-// Ping checks the connection and, if it is gone, makes a new one.
-func (t *Target) Ping(ctx context.Context) error {
-	t.mu.Lock()
-	old := t.c
-	t.mu.Unlock()
-	if old != nil && old.Err() == nil {
-		if _, err := old.Lstat(ctx, ""); err == nil || old.Err() == nil {
-			return nil
+// client returns the connection, or an ErrTargetDown error if it is gone.
+// One that the far side closed as idle is made again first.
+func (t *Target) client(ctx context.Context) (*wire.Client, error) {
+	c := t.current()
+	if c == nil {
+		return nil, fmt.Errorf("%w: %s: not connected", fsmirror.ErrTargetDown, t.d)
+	}
+	if err := c.Err(); err != nil {
+		if !c.ClosedIdle() {
+			return nil, fmt.Errorf("%s: %w", t.d, err)
 		}
+		if err := t.reconnect(ctx, c); err != nil {
+			return nil, err
+		}
+		if c = t.current(); c == nil {
+			return nil, fmt.Errorf("%w: %s: closed", fsmirror.ErrTargetDown, t.d)
+		}
+	}
+	return c, nil
+}
+
+// reconnect replaces the connection old with a new one, unless another
+// goroutine already has.
+func (t *Target) reconnect(ctx context.Context, old *wire.Client) error {
+	t.dialMu.Lock()
+	defer t.dialMu.Unlock()
+	if cur := t.current(); cur != old && cur != nil && cur.Err() == nil {
+		return nil // replaced meanwhile
 	}
 	c, err := t.connect(ctx)
 	if err != nil {
 		return fmt.Errorf("%w: %w", fsmirror.ErrTargetDown, err)
 	}
 	t.mu.Lock()
+	if t.c != old { // closed meanwhile
+		t.mu.Unlock()
+		c.Close()
+		return fmt.Errorf("%w: %s: closed", fsmirror.ErrTargetDown, t.d)
+	}
 	if t.c != nil {
 		t.sent += t.c.BytesSent()
 		t.received += t.c.BytesReceived()
@@ -108,6 +136,23 @@ func (t *Target) Ping(ctx context.Context) error {
 	t.c = c
 	t.mu.Unlock()
 	return nil
+}
+
+// Ping checks the connection and, if it is gone, makes a new one. While the
+// destination is full, it fails until the far side has room again.
+func (t *Target) Ping(ctx context.Context) error {
+	old := t.current()
+	alive := false
+	if old != nil && old.Err() == nil {
+		_, err := old.Lstat(ctx, "")
+		alive = err == nil || old.Err() == nil
+	}
+	if !alive {
+		if err := t.reconnect(ctx, old); err != nil {
+			return err
+		}
+	}
+	return t.full.check(ctx, t.current(), t.d.String())
 }
 
 // BytesSent is the number of bytes sent to the agent so far, on every
@@ -127,7 +172,7 @@ func (t *Target) String() string { return t.d.String() }
 
 // ReadDir lists dir on the far side.
 func (t *Target) ReadDir(ctx context.Context, dir string) ([]fsmirror.Entry, error) {
-	c, err := t.client()
+	c, err := t.client(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +181,7 @@ func (t *Target) ReadDir(ctx context.Context, dir string) ([]fsmirror.Entry, err
 
 // Lstat describes path on the far side.
 func (t *Target) Lstat(ctx context.Context, path string) (fsmirror.Entry, error) {
-	c, err := t.client()
+	c, err := t.client(ctx)
 	if err != nil {
 		return fsmirror.Entry{}, err
 	}
@@ -145,7 +190,7 @@ func (t *Target) Lstat(ctx context.Context, path string) (fsmirror.Entry, error)
 
 // Hash hashes the file at path where it is.
 func (t *Target) Hash(ctx context.Context, path string) ([]byte, error) {
-	c, err := t.client()
+	c, err := t.client(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -154,11 +199,22 @@ func (t *Target) Hash(ctx context.Context, path string) ([]byte, error) {
 
 // Apply makes op true on the far side.
 func (t *Target) Apply(ctx context.Context, op *fsmirror.Op) error {
-	c, err := t.client()
+	c, err := t.client(ctx)
 	if err != nil {
 		return err
 	}
-	return c.Apply(ctx, op)
+	err = c.Apply(ctx, op)
+	if err == nil {
+		if op.Kind == fsmirror.OpWrite {
+			t.full.wrote()
+		}
+		return nil
+	}
+	if isFull(err) {
+		t.full.set(op)
+		return fmt.Errorf("%w: %s is full (%w)", fsmirror.ErrTargetDown, t.d, err)
+	}
+	return err
 }
 
 // Close ends the connection.

@@ -1,7 +1,9 @@
 // Package benchutil holds what the benchmark programs under bench/ share:
 // building the fsmirror binary, their work directories, the machine
-// description at the head of a report, and the small statistics and
-// formatting helpers of their tables.
+// description at the head of a report, the small statistics and formatting
+// helpers of their tables, and running the tools they measure: a timed
+// command, or a daemon (fsmirror watch, lsyncd) with its ready line, CPU
+// time and children.
 package benchutil
 
 import (
@@ -122,10 +124,11 @@ func FSType(dir string) string {
 	return fmt.Sprintf("filesystem type %#x", st.Type)
 }
 
-// FirstLine returns the first line of out, trimmed, as a tool prints its
-// version.
-func FirstLine(out []byte) string {
-	return strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+// FirstLine returns the first line of out that is not blank, trimmed: the
+// version a tool prints, the gist of an error.
+func FirstLine[T string | []byte](out T) string {
+	s, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	return strings.TrimSpace(s)
 }
 
 // MedianOf returns the median of d, the mean of the two middle values for

@@ -48,6 +48,9 @@ func TestFormat(t *testing.T) {
 	if got := FirstLine([]byte("rsync  version 3.2.7\nmore\n")); got != "rsync  version 3.2.7" {
 		t.Errorf("FirstLine = %q", got)
 	}
+	if got := FirstLine("\n  TIMEOUT: not ready \nits output"); got != "TIMEOUT: not ready" {
+		t.Errorf("FirstLine after a blank line = %q", got)
+	}
 }
 
 func TestFormatDiffs(t *testing.T) {
@@ -107,5 +110,33 @@ func TestFsmirrorBinary_given(t *testing.T) {
 	}
 	if _, err := FsmirrorBinary(context.Background(), io.Discard, bin+"-missing", t.TempDir(), "hint"); err == nil {
 		t.Error("FsmirrorBinary of a missing file: no error")
+	}
+}
+
+func TestTimeCmd(t *testing.T) {
+	wall, _, err := TimeCmd(context.Background(), []string{"sh", "-c", "sleep 0.05"})
+	if err != nil || wall < 50*time.Millisecond {
+		t.Errorf("TimeCmd(sleep 0.05) = %v, %v", wall, err)
+	}
+	_, _, err = TimeCmd(context.Background(), []string{"sh", "-c", "echo cannot do it >&2; exit 1"})
+	if err == nil || !strings.Contains(err.Error(), "cannot do it") {
+		t.Errorf("TimeCmd of a failing command: %v, want its output", err)
+	}
+}
+
+func TestLastLines(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"", 2, "(no output)"},
+		{"\n", 2, "(no output)"},
+		{"a\nb\n", 2, "a\nb"},
+		{"a\nb\nc\n", 2, "...\nb\nc"},
+	} {
+		if got := LastLines(tt.in, tt.n); got != tt.want {
+			t.Errorf("LastLines(%q, %d) = %q, want %q", tt.in, tt.n, got, tt.want)
+		}
 	}
 }
