@@ -147,7 +147,7 @@ exclude = [
 max-size = "10 parsecs"
 delay = "-1s"
 `, []string{
-			`bad.toml:5: sync #1: destination: destination "ftp://host/x": unknown scheme "ftp" (known: rsync://, ssh://)`,
+			`bad.toml:5: sync #1: destination: destination "ftp://host/x": unknown scheme "ftp" (known: fsmirror://, rsync://, ssh://)`,
 			`bad.toml:8: sync #1: exclude: parse pattern "[a-": unclosed '['`,
 			`bad.toml:10: sync #1: max-size: bad size "10 parsecs": want a number of bytes with an optional k, m, g or t suffix (powers of 1024), such as 100k or 1.5G`,
 			`bad.toml:11: sync #1: delay: must not be negative`}},

@@ -89,6 +89,8 @@ var syncFields = map[string]field[Sync]{
 	"rsync-path":      {"the rsync program on the remote host", func(d *decoder, s *Sync, v any, at loc) { s.Dest.RsyncPath = d.str(v, at) }},
 	"rsync-args":      {"more arguments for every rsync run", func(d *decoder, s *Sync, v any, at loc) { s.Dest.RsyncArgs = d.strs(v, at) }},
 	"bwlimit":         {"rsync's --bwlimit", func(d *decoder, s *Sync, v any, at loc) { s.Dest.Bwlimit = d.strOrInt(v, at) }},
+	"fingerprint":     {"the key fingerprint of a fsmirror:// receiver", func(d *decoder, s *Sync, v any, at loc) { s.Dest.Fingerprint = d.str(v, at) }},
+	"token-file":      {"the token file for a fsmirror:// receiver", func(d *decoder, s *Sync, v any, at loc) { s.Dest.TokenFile = d.path(v, at) }},
 	"rsync-processes": {"at most this many rsync runs at once", func(d *decoder, s *Sync, v any, at loc) { s.Dest.RsyncProcesses = d.int(v, at, 1) }},
 }
 

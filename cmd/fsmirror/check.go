@@ -121,6 +121,13 @@ func destKind(loc all.Location, o all.Options) string {
 		}
 		return how
 	}
+	if strings.HasPrefix(loc.String(), "fsmirror://") {
+		how := "fsmirror serve receiver, TLS"
+		if o.TokenFile != "" {
+			how += ", token in " + o.TokenFile
+		}
+		return how
+	}
 	how := "ssh, fsmirror agent on the far side"
 	if o.SSH != "" {
 		how += ", ssh command " + fmt.Sprintf("%q", o.SSH)

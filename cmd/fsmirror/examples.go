@@ -73,7 +73,17 @@ rsync = true
 ssh = "ssh -p 2222"
 rsync-args = ["--chmod=Dg+s"]
 
-# 5. Many hosts into one backup host, keeping each source's absolute path:
+# 5. The receiver of 'fsmirror serve' on another host (TLS, no ssh). The
+#    fingerprint is what 'fsmirror serve init' printed there, and the token
+#    file must exist when the config is read: uncomment once you have both.
+# [[sync]]
+# name = "receiver"
+# source = "/srv/www"
+# destination = "fsmirror://mirror.example.net:8873/www"
+# fingerprint = "HEX printed by fsmirror serve init"
+# token-file = "/etc/fsmirror/receiver.token"
+
+# 6. Many hosts into one backup host, keeping each source's absolute path:
 #    /srv/backup/etc, /srv/backup/home/carol.
 [[sync]]
 name = "configs"
