@@ -34,6 +34,10 @@ func TestManPages(t *testing.T) {
 				if f.DefValue != "" {
 					f.DefValue = "$FSMIRROR_STATE_DIR, else /var/lib/fsmirror for root, else ~/.local/state/fsmirror"
 				}
+			default: // paths in the state directory (serve's key)
+				if sd := os.Getenv("FSMIRROR_STATE_DIR"); sd != "" {
+					f.DefValue = strings.ReplaceAll(f.DefValue, sd, "STATE_DIR")
+				}
 			}
 		})
 		for _, sub := range c.Commands() {
