@@ -103,7 +103,7 @@ func startReceiver(r *receiver, timeout time.Duration) error {
 	if err != nil {
 		return err
 	}
-	if err := d.WaitReady(timeout); err != nil {
+	if err := d.WaitReady(context.Background(), timeout); err != nil {
 		d.Stop(5*time.Second, func(error) bool { return true })
 		return err
 	}
@@ -194,7 +194,7 @@ func run(ctx context.Context, out io.Writer, c config) error {
 	if err != nil {
 		return err
 	}
-	if err := w.WaitReady(c.timeout); err != nil {
+	if err := w.WaitReady(context.Background(), c.timeout); err != nil {
 		w.Stop(5*time.Second, func(error) bool { return true })
 		return err
 	}
