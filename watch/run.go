@@ -130,7 +130,17 @@ func (w *Watcher) exit() {
 	w.dead = true
 	w.wds = make(map[int32]*node)
 	w.pending, w.extra, w.lost = nil, nil, nil
+	fan := w.fan != nil
 	w.mu.Unlock()
+	if fan {
+		// The sender hands over what is left, then returns.
+		w.signalSender()
+		<-w.sent
+		w.mu.Lock()
+		w.fan.close()
+		w.outbox = nil
+		w.mu.Unlock()
+	}
 	close(w.events)
 	close(w.exited)
 }
