@@ -37,13 +37,17 @@
 // worth. A slow consumer makes the reader wait; the kernel's queue then
 // overflows, which becomes a Rescan. An idle watcher uses no CPU: it sleeps in
 // the runtime's poller, with a timer only while a MOVED_FROM waits a few
-// milliseconds for its MOVED_TO.
+// milliseconds for its MOVED_TO (or, see below, while some directories are
+// not watched).
 //
 // Each watched directory uses one inotify watch, counted against the
 // fs.inotify.max_user_watches of the user; running out is an error that says
-// how many are needed (see LimitError). Watch descriptors are allocated
-// cyclically by the kernel, so a removed one is not reused before about 2^31
-// others have been; the watcher relies on that.
+// how many are needed (see LimitError). With Options.OnLimit the watcher
+// keeps going instead: it watches what it can, the directories it could not
+// watch get a Rescan every Options.LimitRescan (and a new attempt to watch
+// them), and OnLimit hears of it; no subtree is missed silently. Watch
+// descriptors are allocated cyclically by the kernel, so a removed one is not
+// reused before about 2^31 others have been; the watcher relies on that.
 //
 // Not reported: changes made through another mount of the same files (bind
 // mounts, NFS servers), file systems mounted below the root after New (their
@@ -211,12 +215,28 @@ type Options struct {
 	PairWait time.Duration
 	// Backend chooses inotify (the zero value), fanotify, or Auto.
 	Backend Backend
+	// OnLimit, if set, makes an inotify watcher that runs out of watches
+	// keep going instead of failing: the directories it could not watch
+	// (each with everything below it) get a Rescan event every
+	// LimitRescan, and it tries again to watch them then. OnLimit is
+	// called with a *LimitError (see its Unwatched) each time the watcher
+	// goes from watching every directory to missing some, and with nil
+	// when every directory is watched again, from New or from the
+	// watcher's goroutine. It must not call the Watcher. Without OnLimit,
+	// running out of watches is an error (see LimitError), as it is with
+	// OnLimit when not even the root can be watched.
+	OnLimit func(*LimitError)
+	// LimitRescan is how often the directories that could not be watched
+	// for want of inotify watches are rescanned (see OnLimit). 0 means one
+	// minute.
+	LimitRescan time.Duration
 }
 
 const (
-	defaultBufferSize = 64 << 10
-	minBufferSize     = unix.SizeofInotifyEvent + unix.NAME_MAX + 1
-	defaultPairWait   = 5 * time.Millisecond
+	defaultBufferSize  = 64 << 10
+	minBufferSize      = unix.SizeofInotifyEvent + unix.NAME_MAX + 1
+	defaultPairWait    = 5 * time.Millisecond
+	defaultLimitRescan = time.Minute
 )
 
 // ErrClosed is returned by Resync on a watcher that was closed or failed.
@@ -241,6 +261,11 @@ type Watcher struct {
 	done    chan struct{} // closed by Close
 	exited  chan struct{} // closed when the reader goroutine has returned
 
+	// inotify only
+	onLimit     func(*LimitError)
+	limitRescan time.Duration
+	maxWatches  int // a limit below the kernel's, for tests; 0 for none
+
 	// fanotify only (guarded by mu)
 	fan      *fanState
 	outbox   []Event       // events read and not yet handed to the sender
@@ -261,6 +286,9 @@ type Watcher struct {
 	pause     *pauseRequest
 	dirents   []byte // getdents buffer for walks
 	resyncAll bool   // too many lost directories: walk everything again
+
+	nextLimitRescan time.Time // when to rescan the unwatched directories
+	shortReported   bool      // OnLimit was told that directories are unwatched
 }
 
 type pauseRequest struct {
@@ -271,9 +299,9 @@ type pauseRequest struct {
 // (root itself may be one) and without entering excluded directories. The
 // tree is watched when New returns, so a caller that scans the tree
 // afterwards misses nothing. The error for a missing root wraps
-// fs.ErrNotExist; running out of inotify watches is a *LimitError; a tree
-// that fanotify cannot watch, with Backend Fanotify, is an error that wraps
-// ErrNoFanotify.
+// fs.ErrNotExist; running out of inotify watches is a *LimitError (unless
+// Options.OnLimit is set); a tree that fanotify cannot watch, with Backend
+// Fanotify, is an error that wraps ErrNoFanotify.
 func New(root string, opt Options) (*Watcher, error) {
 	// Absolute, so that a chdir elsewhere in the process changes nothing.
 	if abs, err := filepath.Abs(root); err == nil {
@@ -285,19 +313,25 @@ func New(root string, opt Options) (*Watcher, error) {
 	}
 	defer unix.Close(rootFd)
 	w := &Watcher{
-		root:     root,
-		exclude:  opt.Exclude,
-		bufSize:  max(opt.BufferSize, minBufferSize),
-		pairWait: opt.PairWait,
-		events:   make(chan []Event, 1),
-		done:     make(chan struct{}),
-		exited:   make(chan struct{}),
+		root:        root,
+		exclude:     opt.Exclude,
+		bufSize:     max(opt.BufferSize, minBufferSize),
+		pairWait:    opt.PairWait,
+		events:      make(chan []Event, 1),
+		done:        make(chan struct{}),
+		exited:      make(chan struct{}),
+		onLimit:     opt.OnLimit,
+		limitRescan: opt.LimitRescan,
+		maxWatches:  maxWatchesForTest,
 	}
 	if opt.BufferSize == 0 {
 		w.bufSize = defaultBufferSize
 	}
 	if w.pairWait <= 0 {
 		w.pairWait = defaultPairWait
+	}
+	if w.limitRescan <= 0 {
+		w.limitRescan = defaultLimitRescan
 	}
 	switch opt.Backend {
 	case Fanotify:
@@ -337,10 +371,14 @@ func (w *Watcher) startInotify(rootFd int) error {
 	w.tree.init()
 	w.mu.Lock()
 	err = w.watchRoot(rootFd)
+	short, report := w.shortError()
 	w.mu.Unlock()
 	if err != nil {
 		file.Close()
 		return err
+	}
+	if report {
+		w.onLimit(short)
 	}
 	go w.run()
 	return nil
