@@ -285,7 +285,7 @@ func pickTools(ctx context.Context, w io.Writer, cfg config, binDir string) ([]*
 				return nil, nil, fmt.Errorf("lsyncd needs rsync: %w (drop lsyncd with -tools fsmirror)", err)
 			}
 			out, _ := exec.CommandContext(ctx, bin, "-version").CombinedOutput()
-			versions = append(versions, fmt.Sprintf("lsyncd:   %s: %s, %s", bin, firstLine(string(out)), lsyncdConfig("SRC", "DST", cfg.inotifyMode)))
+			versions = append(versions, fmt.Sprintf("lsyncd:   %s: %s, %s", bin, firstLine(string(out)), benchutil.LsyncdConfig("SRC", "DST", cfg.inotifyMode)))
 			if out, err := exec.CommandContext(ctx, "rsync", "--version").Output(); err == nil {
 				versions = append(versions, "rsync:    "+firstLine(string(out)))
 			}
@@ -296,7 +296,7 @@ func pickTools(ctx context.Context, w io.Writer, cfg config, binDir string) ([]*
 				diffOpt: testutil.DiffOptions{IgnoreDirMtime: true, IgnoreRootMeta: true},
 				start: func(src, dst, scratch string) (*daemon, error) {
 					conf := filepath.Join(scratch, "lsyncd.conf.lua")
-					if err := os.WriteFile(conf, []byte(lsyncdConfig(src, dst, cfg.inotifyMode)+"\n"), 0o644); err != nil {
+					if err := os.WriteFile(conf, []byte(benchutil.LsyncdConfig(src, dst, cfg.inotifyMode)+"\n"), 0o644); err != nil {
 						return nil, err
 					}
 					return startDaemon("lsyncd", []string{bin, "-nodaemon", conf}, func(line string) bool {
@@ -324,33 +324,6 @@ func pickTools(ctx context.Context, w io.Writer, cfg config, binDir string) ([]*
 		return nil, nil, errors.New("no tools to measure")
 	}
 	return tools, versions, nil
-}
-
-// lsyncdConfig is lsyncd's configuration for mirroring src to dst.
-func lsyncdConfig(src, dst, inotifyMode string) string {
-	return fmt.Sprintf(`settings { nodaemon = true, insist = true, inotifyMode = %s } `+
-		`sync { default.rsync, source = %s, target = %s, delay = 0 }`,
-		luaQuote(inotifyMode), luaQuote(src), luaQuote(dst))
-}
-
-// luaQuote makes s a Lua string literal; bytes other than the quote, the
-// backslash and control characters stand for themselves.
-func luaQuote(s string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '"' || c == '\\':
-			b.WriteByte('\\')
-			b.WriteByte(c)
-		case c < 0x20 || c == 0x7f:
-			fmt.Fprintf(&b, "\\%03d", c)
-		default:
-			b.WriteByte(c)
-		}
-	}
-	b.WriteByte('"')
-	return b.String()
 }
 
 func firstLine(s string) string {

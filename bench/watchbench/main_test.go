@@ -108,19 +108,6 @@ func TestParseStat(t *testing.T) {
 	}
 }
 
-func TestLuaQuote(t *testing.T) {
-	for in, want := range map[string]string{
-		"/dev/shm/a b":         `"/dev/shm/a b"`,
-		`q"uote\`:              `"q\"uote\\"`,
-		"new\nline":            `"new\010line"`,
-		"CloseWrite or Modify": `"CloseWrite or Modify"`,
-	} {
-		if got := luaQuote(in); got != want {
-			t.Errorf("luaQuote(%q) = %s, want %s", in, got, want)
-		}
-	}
-}
-
 func TestDirHas(t *testing.T) {
 	dir := t.TempDir()
 	want := map[string]int64{"a": 3, "b": 5}

@@ -188,3 +188,32 @@ func CheckedAttrs() string {
 	}
 	return s
 }
+
+// LsyncdConfig is lsyncd's configuration for mirroring src to dst with
+// default.rsync and no delay, as the benchmarks run it; inotifyMode is its
+// settings.inotifyMode ("CloseWrite", "Modify" or "CloseWrite or Modify").
+func LsyncdConfig(src, dst, inotifyMode string) string {
+	return fmt.Sprintf(`settings { nodaemon = true, insist = true, inotifyMode = %s } `+
+		`sync { default.rsync, source = %s, target = %s, delay = 0 }`,
+		LuaQuote(inotifyMode), LuaQuote(src), LuaQuote(dst))
+}
+
+// LuaQuote makes s a Lua string literal; bytes other than the quote, the
+// backslash and control characters stand for themselves.
+func LuaQuote(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c < 0x20 || c == 0x7f:
+			fmt.Fprintf(&b, "\\%03d", c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}

@@ -109,3 +109,19 @@ func TestFsmirrorBinary_given(t *testing.T) {
 		t.Error("FsmirrorBinary of a missing file: no error")
 	}
 }
+
+func TestLuaQuote(t *testing.T) {
+	for in, want := range map[string]string{
+		"/dev/shm/a b":         `"/dev/shm/a b"`,
+		`q"uote\`:              `"q\"uote\\"`,
+		"new\nline":            `"new\010line"`,
+		"CloseWrite or Modify": `"CloseWrite or Modify"`,
+	} {
+		if got := LuaQuote(in); got != want {
+			t.Errorf("LuaQuote(%q) = %s, want %s", in, got, want)
+		}
+	}
+	if got := LsyncdConfig("/s", "/d", "CloseWrite"); got != `settings { nodaemon = true, insist = true, inotifyMode = "CloseWrite" } sync { default.rsync, source = "/s", target = "/d", delay = 0 }` {
+		t.Errorf("LsyncdConfig = %s", got)
+	}
+}
