@@ -21,7 +21,7 @@
 //
 // Usage:
 //
-//	go run ./bench/restartbench [-fsmirror PATH] [-dir /dev/shm] [-files 50000] [-dirs 2500] [-runs 3] [-changes 100]
+//	go run ./bench/restartbench [-fsmirror PATH] [-dir /dev/shm] [-files 50000] [-dirs 2500] [-runs 3] [-changes 100] [-watcher fanotify]
 package main
 
 import (
@@ -66,6 +66,7 @@ func main() {
 		seed        = flag.Int64("seed", 1, "seed of the source tree and of the changes")
 		timeout     = flag.Duration("timeout", 5*time.Minute, "longest wait for fsmirror to be ready or to exit")
 		keep        = flag.Bool("keep", false, "keep the work directory")
+		watcher     = flag.String("watcher", "", "run fsmirror watch with --watcher `KIND` (auto, inotify or fanotify; default: fsmirror's default)")
 	)
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./bench/restartbench [flags]\n\n"+
@@ -81,7 +82,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Stdout, config{
 		fsmirror: *fsmirrorBin, dir: *dir, files: *files, dirs: *dirs, runs: *runs,
-		changes: *changes, seed: *seed, timeout: *timeout, keep: *keep,
+		changes: *changes, seed: *seed, timeout: *timeout, keep: *keep, watcher: *watcher,
 	})
 	stop()
 	if err != nil {
@@ -99,6 +100,7 @@ type config struct {
 	seed        int64
 	timeout     time.Duration
 	keep        bool
+	watcher     string // --watcher of fsmirror watch, if not empty
 }
 
 // How fsmirror says it did its initial sync.
@@ -163,6 +165,9 @@ func run(ctx context.Context, w io.Writer, cfg config) (err error) {
 		return err
 	}
 	printMachine(w, cfg.dir)
+	if cfg.watcher != "" {
+		fmt.Fprintf(w, "watcher: fsmirror watch --watcher %s\n", cfg.watcher)
+	}
 
 	b := &bench{
 		cfg: cfg, w: w, bin: bin, rsync: rsync,
@@ -305,7 +310,11 @@ func (b *bench) crash(ctx context.Context) error {
 // DEST to be an exact mirror, and stops it with SIGTERM (exit 0 required)
 // unless keep is set, in which case the running process is returned.
 func (b *bench) restart(ctx context.Context, label, want string, keep bool) (_ sample, _ *proc, err error) {
-	argv := []string{b.bin, "watch", "--state-dir", b.state, b.src, b.dst}
+	argv := []string{b.bin, "watch", "--state-dir", b.state}
+	if b.cfg.watcher != "" {
+		argv = append(argv, "--watcher", b.cfg.watcher)
+	}
+	argv = append(argv, b.src, b.dst)
 	p, err := startProc(argv)
 	if err != nil {
 		return sample{}, nil, err
