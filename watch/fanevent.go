@@ -106,6 +106,7 @@ func (f *fanState) process(buf []byte, full bool) ([]Event, error) {
 	defer f.closeMounts()
 	prevDrained := f.drained
 	f.drained = !full
+	f.rootChecked = false
 
 	// The names of this read's renames, and whether an event before the
 	// rename named them.
@@ -290,7 +291,8 @@ func (f *fanState) single(ev *fanEvent, emit func(Event)) error {
 		}
 	}
 	if isDir && ev.mask&fanMoveMask != 0 {
-		// The paths of the directories below it changed.
+		// The paths of the directories below it changed (the other half
+		// of the rename, unknown, may be in the tree).
 		defer f.cache.clear()
 	}
 	d := f.resolve(r)
@@ -348,7 +350,11 @@ func (f *fanState) rename(ev *fanEvent, old, new *fanRecord, tailOld, tailNew bo
 	if f.rootGone {
 		return ErrRootGone
 	}
-	if isDir {
+	if isDir && (od.state != dirOutside || nd.state != dirOutside) {
+		// The paths of the directories below it changed. A rename
+		// outside the tree changes nothing the cache holds: what was
+		// outside stays outside, and paths below the root are relative
+		// to it, wherever it is.
 		defer f.cache.clear()
 	}
 	from, fromIn := f.side(od, old, isDir, emit)

@@ -24,6 +24,9 @@ type fanState struct {
 	rootFd   int    // the root, held open: the mount descriptor of its file system
 	rootAbs  string // the root's absolute path, as the kernel names it now
 	rootGone bool
+	// rootChecked says that rootAbs was read again in this read: once is
+	// enough, since events are read in the order the kernel made them.
+	rootChecked bool
 	// The root's parent directory (its handle, when on the same file
 	// system) and the root's name in it: an event there may be the root
 	// itself being deleted or moved.
@@ -346,7 +349,8 @@ func (f *fanState) closeMounts() {
 }
 
 // refreshRoot reads the root's path again: a rename of a directory above
-// it moves it, and the paths of the cache with it.
+// it moves it (and paths outside the tree, cached as outside, may have
+// come below it).
 func (f *fanState) refreshRoot() {
 	if f.rootGone {
 		return

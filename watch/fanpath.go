@@ -94,7 +94,12 @@ func (f *fanState) resolve(r *fanRecord) dirInfo {
 	if d, ok := f.cache.get(r.key); ok {
 		return d
 	}
-	f.refreshRoot()
+	if !f.rootChecked {
+		// Once per read; a directory found outside is checked again
+		// (see lookup).
+		f.refreshRoot()
+		f.rootChecked = true
+	}
 	if f.rootGone {
 		return dirInfo{state: dirOutside}
 	}
@@ -125,18 +130,34 @@ func (f *fanState) lookup(r *fanRecord) (d dirInfo, cache bool) {
 		return dirInfo{state: dirUnnamed}, false
 	}
 	defer unix.Close(fd)
-	path, err := fdPath(fd)
-	if err == unix.ENAMETOOLONG {
-		return f.deepest(fd), true
+	for range maxRootMoves {
+		path, err := fdPath(fd)
+		if err == unix.ENAMETOOLONG {
+			return f.deepest(fd), true
+		}
+		if err != nil {
+			return dirInfo{state: dirUnnamed}, false
+		}
+		if strings.HasSuffix(path, " (deleted)") && unlinked(fd) {
+			return dirInfo{state: dirGone}, true
+		}
+		d = f.classify(path)
+		if d.state != dirOutside {
+			return d, true
+		}
+		// Outside, unless the root moved since its path was read (a
+		// rename above it): then both are read again.
+		was := f.rootAbs
+		f.refreshRoot()
+		if f.rootAbs == was || f.rootGone {
+			return d, true
+		}
 	}
-	if err != nil {
-		return dirInfo{state: dirUnnamed}, false
-	}
-	if strings.HasSuffix(path, " (deleted)") && unlinked(fd) {
-		return dirInfo{state: dirGone}, true
-	}
-	return f.classify(path), true
+	return dirInfo{state: dirUnnamed}, false // the root keeps moving
 }
+
+// maxRootMoves bounds the reads of a path while the root keeps moving.
+const maxRootMoves = 4
 
 // classify says where the directory at absolute path abs is.
 func (f *fanState) classify(abs string) dirInfo {
