@@ -668,7 +668,7 @@ func timeCmd(ctx context.Context, argv []string) (sample, error) {
 func report(w io.Writer, samples [][]sample, rsyncNC []sample, cfg config) {
 	fmt.Fprintf(w, "median of %d runs (wall clock from the exec of fsmirror watch until its \"fsmirror: watching\" line;\n"+
 		"CPU = user+sys of fsmirror until then, of rsync and its children for rsync; \"of which initial sync\"\n"+
-		"is the time fsmirror's line gives its initial sync: the rest is start-up, index and inotify watches)\n\n", cfg.runs)
+		"is the time fsmirror's line gives its initial sync: the rest is start-up, index and watch set-up)\n\n", cfg.runs)
 	tw := benchutil.NewTable(w)
 	fmt.Fprintln(tw, "restart of fsmirror watch\twall\tCPU\tof which initial sync\tfiles written\tinitial sync")
 	meds := make([]sample, len(steps))
