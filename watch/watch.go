@@ -51,8 +51,9 @@
 //
 // Not reported: changes made through another mount of the same files (bind
 // mounts, NFS servers), file systems mounted below the root after New (their
-// directories are watched only after a Rescan that walks them), and writes
-// through a shared memory mapping.
+// directories are watched only after a Rescan that walks them), writes
+// through a shared memory mapping, and writes to a file through a hard link
+// outside the tree.
 //
 // # fanotify
 //
@@ -103,8 +104,11 @@
 // (FAN_Q_OVERFLOW, which fs.fanotify.max_queued_events bounds). A batch may
 // hold several reads' worth of events.
 //
-// Not reported: writes through a shared memory mapping; file systems mounted
-// below the root after New, and anything done to the directories they hide.
+// Not reported: writes through a shared memory mapping, and to a file through
+// a hard link outside the tree; file systems mounted below the root after
+// New, and anything done to the directories they hide; the unmounting of the
+// root itself when it is a mount point (it can only be lazy: the watcher
+// holds the root open).
 // A bind mount below the root of a file system the tree already holds is
 // refused (ErrNoFanotify): one path per directory could not name both places.
 // With Auto, New falls back to inotify whenever fanotify cannot watch the
