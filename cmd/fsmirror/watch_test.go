@@ -531,17 +531,23 @@ type queue struct {
 	fdName     string // what /proc/PID/fd/N of an instance links to
 	witness    func(t *testing.T, src string) int
 	overflowed func(t *testing.T, fd int) bool
+	// lower says that the test lowers the limit to overflow the queue;
+	// else it makes more events than the limit while fsmirror is stopped.
+	// A fanotify instance gets the events of the whole file system: one
+	// made by another test while the limit is low would overflow too.
+	lower bool
 }
 
 var queues = []queue{
-	{"inotify", "/proc/sys/fs/inotify/max_queued_events", "anon_inode:inotify", inotifyWitness, overflowed},
-	{"fanotify", "/proc/sys/fs/fanotify/max_queued_events", "anon_inode:[fanotify]", fanotifyWitness, fanOverflowed},
+	{"inotify", "/proc/sys/fs/inotify/max_queued_events", "anon_inode:inotify", inotifyWitness, overflowed, true},
+	{"fanotify", "/proc/sys/fs/fanotify/max_queued_events", "anon_inode:[fanotify]", fanotifyWitness, fanOverflowed, false},
 }
 
 // TestWatch_Overflow makes the kernel's event queue of fsmirror overflow
-// for real, with a tiny fs.inotify.max_queued_events (or
-// fs.fanotify.max_queued_events) and a flood of changes, and requires the
-// mirror to converge all the same.
+// for real, with a tiny fs.inotify.max_queued_events and a flood of
+// changes (with fanotify, more changes than fs.fanotify.max_queued_events
+// while fsmirror is stopped), and requires the mirror to converge all the
+// same.
 func TestWatch_Overflow(t *testing.T) {
 	// Not parallel: the limit is system-wide. It is lowered only while
 	// the two instances are made (the kernel reads it then), and put back
@@ -576,9 +582,17 @@ func testOverflow(t *testing.T, q queue) {
 		testutil.File("before/a", "a", 0o644),
 		testutil.Dir("before/sub", 0o755),
 	)
-	const queueLimit = 64
-	if err := os.WriteFile(limitFile, []byte(strconv.Itoa(queueLimit)), 0); err != nil {
-		t.Fatalf("lower %s: %v", limitFile, err)
+	queueLimit, many := 64, 0
+	if q.lower {
+		if err := os.WriteFile(limitFile, []byte(strconv.Itoa(queueLimit)), 0); err != nil {
+			t.Fatalf("lower %s: %v", limitFile, err)
+		}
+	} else {
+		queueLimit, err = strconv.Atoi(string(bytes.TrimSpace(orig)))
+		if err != nil || queueLimit > 100_000 {
+			t.Skipf("%s is %s: too many events to make", limitFile, bytes.TrimSpace(orig))
+		}
+		many = queueLimit + 2000 // files made while fsmirror is stopped
 	}
 	// A witness: an instance made under the same limit, watching the
 	// source's root for what fsmirror watches, that is not read until the
@@ -600,6 +614,10 @@ func testOverflow(t *testing.T, q queue) {
 		}
 	}
 	w.paused(t, func() {
+		// More files than the queue holds events, each its own event.
+		if many > 0 {
+			flood(t, src, "many", 1, many)
+		}
 		// Events only come from directories watched before the pause: the
 		// root and flood1's, which get far more than 64.
 		for i := range 300 {
