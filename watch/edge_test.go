@@ -13,7 +13,7 @@ import (
 )
 
 func TestWatcher_OddNames(t *testing.T) {
-	forBackends(t, testOptions(), testOddNames)
+	forRenameBackends(t, testOptions(), testOddNames)
 }
 
 func testOddNames(t *testing.T, opt Options) {
@@ -191,7 +191,7 @@ func TestWatcher_Resync(t *testing.T) {
 }
 
 func TestWatcher_RootGone(t *testing.T) {
-	forBackends(t, testOptions(), testRootGone)
+	forRenameBackends(t, testOptions(), testRootGone)
 }
 
 func testRootGone(t *testing.T, opt Options) {

@@ -46,7 +46,7 @@ func TestNew_Backend(t *testing.T) {
 // still queued, before the rename; the watcher reports the name again.
 // (inotify reports events in the order they happened.)
 func TestWatcher_ReusedName(t *testing.T) {
-	forBackends(t, testOptions(), func(t *testing.T, opt Options) {
+	forRenameBackends(t, testOptions(), func(t *testing.T, opt Options) {
 		root := t.TempDir()
 		write(t, root, "a", "1")
 		mkdirs(t, root, "d")

@@ -250,10 +250,25 @@ var backends = []struct {
 }
 
 // forBackends runs test once per backend, each as a subtest named after the
-// backend, with opt.Backend set.
+// backend, with opt.Backend set; fanotify-moves only runs in
+// forRenameBackends, for tests of renames.
 func forBackends(t *testing.T, opt Options, test func(t *testing.T, opt Options)) {
 	t.Helper()
+	runBackends(t, opt, false, test)
+}
+
+// forRenameBackends is forBackends with fanotify-moves too.
+func forRenameBackends(t *testing.T, opt Options, test func(t *testing.T, opt Options)) {
+	t.Helper()
+	runBackends(t, opt, true, test)
+}
+
+func runBackends(t *testing.T, opt Options, moves bool, test func(t *testing.T, opt Options)) {
+	t.Helper()
 	for _, b := range backends {
+		if b.noRename && !moves {
+			continue
+		}
 		t.Run(b.name, func(t *testing.T) {
 			if b.backend == Fanotify {
 				requireFanotify(t)

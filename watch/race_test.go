@@ -186,7 +186,7 @@ func testMkdirWriteRace(t *testing.T, opt Options) {
 // the creation is watched when the rename is processed. (fanotify names the
 // new directory where it is when the event is read, before the rename.)
 func TestWatcher_MkdirThenRenameParent(t *testing.T) {
-	forBackends(t, testOptions(), func(t *testing.T, opt Options) {
+	forRenameBackends(t, testOptions(), func(t *testing.T, opt Options) {
 		root := t.TempDir()
 		mkdirs(t, root, "a")
 		w, r := start(t, root, opt)
@@ -206,7 +206,7 @@ func TestWatcher_MkdirThenRenameParent(t *testing.T) {
 
 // Many renames and creations at full speed, then the model must match.
 func TestWatcher_Churn(t *testing.T) {
-	forBackends(t, testOptions(), testChurn)
+	forRenameBackends(t, testOptions(), testChurn)
 }
 
 func testChurn(t *testing.T, opt Options) {

@@ -144,7 +144,7 @@ func testDir(t *testing.T, opt Options) {
 }
 
 func TestWatcher_Rename(t *testing.T) {
-	forBackends(t, testOptions(), testRename)
+	forRenameBackends(t, testOptions(), testRename)
 }
 
 func testRename(t *testing.T, opt Options) {
@@ -227,7 +227,7 @@ func testRename(t *testing.T, opt Options) {
 }
 
 func TestWatcher_RenameDirOverDir(t *testing.T) {
-	forBackends(t, testOptions(), func(t *testing.T, opt Options) {
+	forRenameBackends(t, testOptions(), func(t *testing.T, opt Options) {
 		root := t.TempDir()
 		mkdirs(t, root, "a/x", "b")
 		w, r := start(t, root, opt)
@@ -241,7 +241,7 @@ func TestWatcher_RenameDirOverDir(t *testing.T) {
 }
 
 func TestWatcher_RenameExchange(t *testing.T) {
-	forBackends(t, testOptions(), func(t *testing.T, opt Options) {
+	forRenameBackends(t, testOptions(), func(t *testing.T, opt Options) {
 		root := t.TempDir()
 		mkdirs(t, root, "a/asub", "b/bsub")
 		w, r := start(t, root, opt)
@@ -289,7 +289,7 @@ func TestWatcher_RenameAcrossReads(t *testing.T) {
 // With the default (short) PairWait, a move out is reported quickly and
 // renames still pair.
 func TestWatcher_DefaultPairWait(t *testing.T) {
-	forBackends(t, Options{}, func(t *testing.T, opt Options) {
+	forRenameBackends(t, Options{}, func(t *testing.T, opt Options) {
 		root, outside := t.TempDir(), t.TempDir()
 		write(t, root, "a", "")
 		_, r := start(t, root, opt)
@@ -301,7 +301,7 @@ func TestWatcher_DefaultPairWait(t *testing.T) {
 }
 
 func TestWatcher_Exclude(t *testing.T) {
-	forBackends(t, Options{PairWait: 100 * time.Millisecond}, testExclude)
+	forRenameBackends(t, Options{PairWait: 100 * time.Millisecond}, testExclude)
 }
 
 func testExclude(t *testing.T, opt Options) {
@@ -346,7 +346,7 @@ func testExclude(t *testing.T, opt Options) {
 }
 
 func TestWatcher_ExcludeRenames(t *testing.T) {
-	forBackends(t, Options{PairWait: time.Minute}, testExcludeRenames)
+	forRenameBackends(t, Options{PairWait: time.Minute}, testExcludeRenames)
 }
 
 func testExcludeRenames(t *testing.T, opt Options) {
