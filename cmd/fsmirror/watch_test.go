@@ -577,7 +577,7 @@ func testOverflow(t *testing.T, q queue) {
 	}
 	t.Cleanup(restore)
 
-	src, dst, _ := srcDstOut(t)
+	src, dst, outside := srcDstOut(t)
 	testutil.Build(t, src,
 		testutil.File("before/a", "a", 0o644),
 		testutil.Dir("before/sub", 0o755),
@@ -592,7 +592,7 @@ func testOverflow(t *testing.T, q queue) {
 		if err != nil || queueLimit > 100_000 {
 			t.Skipf("%s is %s: too many events to make", limitFile, bytes.TrimSpace(orig))
 		}
-		many = queueLimit + 2000 // files made while fsmirror is stopped
+		many = queueLimit + 2000 // events made while fsmirror is stopped
 	}
 	// A witness: an instance made under the same limit, watching the
 	// source's root for what fsmirror watches, that is not read until the
@@ -614,9 +614,19 @@ func testOverflow(t *testing.T, q queue) {
 		}
 	}
 	w.paused(t, func() {
-		// More files than the queue holds events, each its own event.
+		// More events than the queue holds, outside the tree, where
+		// fanotify sees them too: renames of one file, each from and to
+		// names of its own, so that none merges with another.
 		if many > 0 {
-			flood(t, src, "many", 1, many)
+			must := func(err error) {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			must(os.WriteFile(filepath.Join(outside, "r0"), data, 0o644))
+			for i := range many {
+				must(os.Rename(filepath.Join(outside, "r"+strconv.Itoa(i)), filepath.Join(outside, "r"+strconv.Itoa(i+1))))
+			}
 		}
 		// Events only come from directories watched before the pause: the
 		// root and flood1's, which get far more than 64.
