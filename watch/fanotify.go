@@ -35,7 +35,6 @@ type fanState struct {
 	rootFsid  []byte
 	mounts    []fanMount // file systems mounted below the root
 	cache     dirCache
-	hasRename bool // FAN_RENAME is reported (Linux 5.17); else MOVED_FROM and MOVED_TO
 	// drained says the previous read took every queued event.
 	drained bool
 	// Without FAN_RENAME: the MOVED_FROMs that ended the last read.
@@ -103,8 +102,9 @@ func newFanotify(w *Watcher, rootFd int) error {
 		}
 	}()
 	f.cache.init()
-	// The mount descriptor of open_by_handle_at must not be O_PATH.
-	if f.rootFd, err = unix.Open("/proc/self/fd/"+strconv.Itoa(rootFd), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+	// Held for the life of the watcher: the mount descriptor of
+	// open_by_handle_at (which must not be O_PATH) and the root's path.
+	if f.rootFd, err = unix.FcntlInt(uintptr(rootFd), unix.F_DUPFD_CLOEXEC, 0); err != nil {
 		return fmt.Errorf("open root directory: %w", err)
 	}
 	if f.rootAbs, err = fdPath(f.rootFd); err != nil {
@@ -137,7 +137,6 @@ func newFanotify(w *Watcher, rootFd int) error {
 	if err != nil {
 		return markError(err, f.rootAbs)
 	}
-	f.hasRename = mask&fanRenameMask != 0
 	// A handle that can be made may not open (a file system that only
 	// encodes them, or a process without CAP_DAC_READ_SEARCH): try the
 	// root's.
