@@ -28,6 +28,7 @@ type watchFlags struct {
 	stateDir       string
 	verifyOnStart  bool
 	rescanInterval time.Duration
+	watcher        string
 }
 
 func newWatchCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -38,12 +39,22 @@ func newWatchCmd(stdout, stderr io.Writer) *cobra.Command {
 		Long: `Mirror SRC to DEST as sync does, then keep DEST equal to SRC as SRC changes,
 in the foreground, until SIGINT or SIGTERM (work in flight is finished, exit 0).
 
-Changes are seen with recursive inotify. Watches are in place before the first
-sync starts, so nothing changed meanwhile is missed; a new directory is watched
-and then scanned, so files created in it at once are mirrored too. A rename in
-SRC is a rename in DEST (a renamed file or directory keeps its inode and is not
-copied again). A kernel event queue overflow never stops fsmirror: it rescans
-and converges. Excluded directories are not watched.
+Changes are seen with recursive inotify or with fanotify (--watcher). Watches
+are in place before the first sync starts, so nothing changed meanwhile is
+missed; a new directory is watched and then scanned, so files created in it at
+once are mirrored too. A rename in SRC is a rename in DEST (a renamed file or
+directory keeps its inode and is not copied again). A kernel event queue
+overflow never stops fsmirror: it rescans and converges. Excluded directories
+are not watched.
+
+--watcher inotify adds one inotify watch per directory: it works for any user,
+but a big tree takes a while to set up and may need fs.inotify.max_user_watches
+raised; if watches run out, fsmirror says how many the tree needs, keeps
+watching what it could, and rescans the rest every minute. --watcher fanotify
+(root, Linux 5.9+) watches the whole file system of SRC with one mark and keeps
+the changes below SRC: ready at once whatever the tree's size, at the cost of a
+little CPU for every change elsewhere on that file system. --watcher auto, the
+default, uses fanotify when it can and inotify otherwise.
 
 Events only mark paths dirty: a path that changes a thousand times while a copy
 is under way is copied again once, not a thousand times. A file being written
@@ -79,6 +90,7 @@ default: for a local destination it costs a full listing of both trees).
 	fl.StringVar(&f.stateDir, "state-dir", defaultStateDir(), "keep the index of what each destination holds in `DIR`")
 	fl.BoolVar(&f.verifyOnStart, "verify-on-start", false, "compare the whole destination at start instead of trusting the index")
 	fl.DurationVar(&f.rescanInterval, "rescan-interval", 0, "compare the whole destination this often, to catch changes made to it behind fsmirror's back (0: never)")
+	fl.StringVar(&f.watcher, "watcher", "auto", "see changes with `KIND`: auto, inotify or fanotify")
 	return cmd
 }
 
@@ -88,6 +100,10 @@ func runWatch(ctx context.Context, f watchFlags, srcs []string, dest string, std
 	}
 	if f.delay < 0 || f.maxDelay <= 0 || f.rescanInterval < 0 {
 		return setupErr("--delay and --rescan-interval must not be negative and --max-delay must be positive")
+	}
+	backend, err := watch.ParseBackend(f.watcher)
+	if err != nil {
+		return setupErr("--watcher: %v", err)
 	}
 	flt, err := f.excludes.filter()
 	if err != nil {
@@ -125,8 +141,12 @@ func runWatch(ctx context.Context, f watchFlags, srcs []string, dest string, std
 	}()
 	fanout := len(f.to) > 0
 	for _, s := range sources {
-		if s.w, err = watch.New(s.path, watch.Options{Exclude: flt.Excluded}); err != nil {
+		start := time.Now()
+		if s.w, err = watch.New(s.path, watchOptions(s.path, backend, flt, stderr)); err != nil {
 			return &exitError{code: exitSetup, err: fmt.Errorf("watch %s: %w", s.path, err)}
+		}
+		if f.verbose {
+			fmt.Fprintf(stderr, "fsmirror: %s: %s, set up in %s\n", s.path, describeWatcher(s.w), time.Since(start).Round(time.Microsecond))
 		}
 		if s.root, err = fsys.OpenRoot(s.path, true); err != nil {
 			return &exitError{code: exitSetup, err: err}
@@ -303,8 +323,8 @@ func watchPair(ctx context.Context, m *mirror, events <-chan []watch.Event, f wa
 	if !trusted {
 		how = "by comparing the destination"
 	}
-	fmt.Fprintf(stderr, "fsmirror: watching %s (%d directories), mirroring to %s; initial sync %s took %s, %d files written, %d errors\n",
-		p.src, w.Watches(), p.dst, how, time.Since(start).Round(time.Millisecond), stats.Written.Load(), stats.Errors.Load())
+	fmt.Fprintf(stderr, "fsmirror: watching %s (%s), mirroring to %s; initial sync %s took %s, %d files written, %d errors\n",
+		p.src, describeWatcher(w), p.dst, how, time.Since(start).Round(time.Millisecond), stats.Written.Load(), stats.Errors.Load())
 	if f.rescanInterval > 0 {
 		go periodicRescan(ctx, live, dst, f.rescanInterval, stats)
 	}
@@ -379,4 +399,36 @@ func fullCompare(ctx context.Context, live *engine.Live, stats *engine.Stats) (c
 	case <-ctx.Done():
 		return false, false
 	}
+}
+
+// limitRescan is how often directories that could not be watched for want
+// of inotify watches are rescanned; tests shorten it.
+var limitRescan = time.Minute
+
+// watchOptions returns the options of the watcher of src. A watcher that
+// runs out of inotify watches keeps going and says so on stderr.
+func watchOptions(src string, backend watch.Backend, flt *filter.Filter, stderr io.Writer) watch.Options {
+	return watch.Options{
+		Exclude:     flt.Excluded,
+		Backend:     backend,
+		LimitRescan: limitRescan,
+		OnLimit: func(e *watch.LimitError) {
+			switch {
+			case e == nil:
+				fmt.Fprintf(stderr, "fsmirror: %s: every directory is watched again\n", src)
+			case backend == watch.Inotify:
+				fmt.Fprintf(stderr, "fsmirror: %s: warning: %v (or use --watcher fanotify, as root)\n", src, e)
+			default:
+				fmt.Fprintf(stderr, "fsmirror: %s: warning: %v\n", src, e)
+			}
+		},
+	}
+}
+
+// describeWatcher says how w watches its tree.
+func describeWatcher(w *watch.Watcher) string {
+	if w.Backend() == watch.Fanotify {
+		return "fanotify, whole file system"
+	}
+	return fmt.Sprintf("%d directories, inotify", w.Watches())
 }
