@@ -38,8 +38,8 @@ type LiveOptions struct {
 	OnBackUp func()
 }
 
-var errOverflow = errors.New("the kernel's inotify queue overflowed and events were lost: rescanning the whole tree " +
-	"(nothing is missed; raise fs.inotify.max_queued_events if this happens often)")
+var errOverflow = errors.New("the event queue overflowed and events were lost: rescanning the whole tree " +
+	"(nothing is missed; raise fs.inotify.max_queued_events, or fs.fanotify.max_queued_events with fanotify, if this happens often)")
 
 // Live keeps a target equal to a watched source: it turns watcher events
 // into a set of dirty paths, plans each from the source as it is now, and

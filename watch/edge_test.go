@@ -13,8 +13,12 @@ import (
 )
 
 func TestWatcher_OddNames(t *testing.T) {
+	forRenameBackends(t, testOptions(), testOddNames)
+}
+
+func testOddNames(t *testing.T, opt Options) {
 	root := t.TempDir()
-	_, r := start(t, root, testOptions())
+	_, r := start(t, root, opt)
 	for _, name := range []string{"new\nline", "bad\xffutf8", " space ", "tab\tand\\back", "é"} {
 		t.Run(name, func(t *testing.T) {
 			write(t, root, name, "x")
@@ -187,12 +191,16 @@ func TestWatcher_Resync(t *testing.T) {
 }
 
 func TestWatcher_RootGone(t *testing.T) {
+	forRenameBackends(t, testOptions(), testRootGone)
+}
+
+func testRootGone(t *testing.T, opt Options) {
 	for _, how := range []string{"delete", "move"} {
 		t.Run(how, func(t *testing.T) {
 			parent := t.TempDir()
 			root := filepath.Join(parent, "root")
 			mkdirs(t, root, "sub")
-			w, _ := start(t, root, testOptions())
+			w, _ := start(t, root, opt)
 			if how == "delete" {
 				os.RemoveAll(root)
 			} else {
@@ -218,9 +226,15 @@ func TestWatcher_RootGone(t *testing.T) {
 }
 
 func TestWatcher_Close(t *testing.T) {
+	forBackends(t, Options{}, testClose)
+}
+
+func testClose(t *testing.T, opt Options) {
 	t.Run("consumer not reading", func(t *testing.T) {
 		root := t.TempDir()
-		w, err := New(root, Options{BufferSize: 1})
+		o := opt
+		o.BufferSize = 1
+		w, err := New(root, o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -237,7 +251,7 @@ func TestWatcher_Close(t *testing.T) {
 		}
 	})
 	t.Run("idle", func(t *testing.T) {
-		w, err := New(t.TempDir(), Options{})
+		w, err := New(t.TempDir(), opt)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -246,7 +260,9 @@ func TestWatcher_Close(t *testing.T) {
 	t.Run("waiting for a pair", func(t *testing.T) {
 		root, outside := t.TempDir(), t.TempDir()
 		write(t, root, "a", "")
-		w, err := New(root, Options{PairWait: time.Hour})
+		o := opt
+		o.PairWait = time.Hour
+		w, err := New(root, o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -255,7 +271,7 @@ func TestWatcher_Close(t *testing.T) {
 		closeAndCheck(t, w)
 	})
 	t.Run("paused", func(t *testing.T) {
-		w, err := New(t.TempDir(), Options{})
+		w, err := New(t.TempDir(), opt)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -265,7 +281,7 @@ func TestWatcher_Close(t *testing.T) {
 	t.Run("no goroutine left", func(t *testing.T) {
 		before := runtime.NumGoroutine()
 		for range 20 {
-			w, err := New(t.TempDir(), Options{})
+			w, err := New(t.TempDir(), opt)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -281,20 +297,30 @@ func TestWatcher_Close(t *testing.T) {
 	})
 }
 
-// An idle watcher sends nothing and its reader sleeps in the poller.
+// An idle watcher sends nothing and its reader sleeps in the poller. With
+// fanotify, which reports a whole file system, the tree is on a tmpfs of
+// its own that nothing else writes to.
 func TestWatcher_Idle(t *testing.T) {
-	root := t.TempDir()
-	_, r := start(t, root, Options{})
-	if r.receive(200 * time.Millisecond) {
-		t.Errorf("events while idle: %v", r.all)
-	}
-	buf := make([]byte, 1<<20)
-	stacks := string(buf[:runtime.Stack(buf, true)])
-	for _, g := range strings.Split(stacks, "\n\n") {
-		if strings.Contains(g, "watch.(*Watcher).run") && !strings.Contains(g, "[IO wait") {
-			t.Errorf("reader is not waiting in the poller:\n%s", g)
+	forBackends(t, Options{}, func(t *testing.T, opt Options) {
+		root := t.TempDir()
+		if opt.Backend == Fanotify {
+			root = privateTmpfs(t)
 		}
-	}
+		_, r := start(t, root, opt)
+		if r.receive(200 * time.Millisecond) {
+			t.Errorf("events while idle: %v", r.all)
+		}
+		buf := make([]byte, 1<<20)
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		for _, g := range strings.Split(stacks, "\n\n") {
+			if strings.Contains(g, "watch.(*Watcher).run") && !strings.Contains(g, "[IO wait") {
+				t.Errorf("reader is not waiting in the poller:\n%s", g)
+			}
+			if strings.Contains(g, "watch.(*Watcher).deliver") && !strings.Contains(g, "[select") && !strings.Contains(g, "[chan receive") {
+				t.Errorf("sender is not waiting:\n%s", g)
+			}
+		}
+	})
 }
 
 // When a file system mounted below the root is unmounted, the directory it

@@ -49,3 +49,30 @@ func Example() {
 	// rescan docs (dir)
 	// renamed docs -> doc (dir)
 }
+
+// A tree of any size: fanotify where the process and the file system allow
+// it, else inotify, which keeps going if it runs out of watches.
+func Example_auto() {
+	w, err := watch.New("/srv/www", watch.Options{
+		Backend: watch.Auto,
+		OnLimit: func(e *watch.LimitError) {
+			if e == nil {
+				log.Print("every directory is watched again")
+				return
+			}
+			log.Printf("warning: %v", e) // how many watches the tree needs, what is rescanned
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer w.Close()
+	if w.Backend() == watch.Inotify {
+		log.Printf("watching %d directories with inotify (fanotify: %v)", w.Watches(), w.FanotifyError())
+	}
+	for batch := range w.Events() {
+		for _, e := range batch {
+			fmt.Println(e)
+		}
+	}
+}

@@ -210,3 +210,98 @@ func setSysctl(t *testing.T, path, value string) (restore func(), ok bool) {
 	t.Cleanup(restore)
 	return restore, true
 }
+
+// fanotifyUsable says whether this process can watch a tree in the
+// temporary directory with fanotify, and if not, why.
+var fanotifyUsable = sync.OnceValues(func() (bool, string) {
+	dir, err := os.MkdirTemp("", "fanotify-probe-")
+	if err != nil {
+		return false, err.Error()
+	}
+	defer os.RemoveAll(dir)
+	w, err := New(dir, Options{Backend: Fanotify})
+	if err != nil {
+		return false, err.Error()
+	}
+	w.Close()
+	return true, ""
+})
+
+// requireFanotify skips the test, saying why, when fanotify cannot be used
+// here (CI runs the tests as root, where it can).
+func requireFanotify(t *testing.T) {
+	t.Helper()
+	if ok, why := fanotifyUsable(); !ok {
+		t.Skipf("fanotify backend unavailable: %s", why)
+	}
+}
+
+// backends are the backends each backend-independent test runs against;
+// "fanotify-moves" is fanotify as on kernels before 5.17, where a rename
+// comes as MOVED_FROM and MOVED_TO rather than one FAN_RENAME.
+var backends = []struct {
+	name     string
+	backend  Backend
+	noRename bool
+}{
+	{"inotify", Inotify, false},
+	{"fanotify", Fanotify, false},
+	{"fanotify-moves", Fanotify, true},
+}
+
+// forBackends runs test once per backend, each as a subtest named after the
+// backend, with opt.Backend set; fanotify-moves only runs in
+// forRenameBackends, for tests of renames.
+func forBackends(t *testing.T, opt Options, test func(t *testing.T, opt Options)) {
+	t.Helper()
+	runBackends(t, opt, false, test)
+}
+
+// forRenameBackends is forBackends with fanotify-moves too.
+func forRenameBackends(t *testing.T, opt Options, test func(t *testing.T, opt Options)) {
+	t.Helper()
+	runBackends(t, opt, true, test)
+}
+
+func runBackends(t *testing.T, opt Options, moves bool, test func(t *testing.T, opt Options)) {
+	t.Helper()
+	for _, b := range backends {
+		if b.noRename && !moves {
+			continue
+		}
+		t.Run(b.name, func(t *testing.T) {
+			if b.backend == Fanotify {
+				requireFanotify(t)
+			}
+			noRenameForTest = b.noRename
+			defer func() { noRenameForTest = false }()
+			o := opt
+			o.Backend = b.backend
+			test(t, o)
+		})
+	}
+}
+
+// wantWatches checks the number of inotify watches; fanotify uses none.
+func wantWatches(t *testing.T, w *Watcher, want int) {
+	t.Helper()
+	if w.Backend() != Inotify {
+		want = 0
+	}
+	if got := w.Watches(); got != want {
+		t.Errorf("Watches() = %d, want %d", got, want)
+	}
+}
+
+// privateTmpfs mounts a tmpfs of its own on a new directory, unmounted at
+// the end of the test, for a test that needs a file system no other
+// process writes to. It skips the test if it cannot mount (not root).
+func privateTmpfs(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := unix.Mount("fsmirror-test", dir, "tmpfs", 0, "size=64m"); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	return dir
+}

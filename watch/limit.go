@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // ErrWatchLimit is wrapped by every error caused by running out of inotify
@@ -30,6 +31,14 @@ type LimitError struct {
 	// Needed is the number of directories in the tree, excluded ones left
 	// out: the least number of watches the tree needs.
 	Needed int
+	// Unwatched, for a watcher that keeps going (Options.OnLimit), is the
+	// number of directories it could not watch, each with everything below
+	// it; they are rescanned every Rescan.
+	Unwatched int
+	Rescan    time.Duration
+	// Fanotify, with Backend Auto, is why fanotify, which needs no watch
+	// per directory, is not used.
+	Fanotify error
 }
 
 // Error says what limit was reached and how to raise it, for example
@@ -53,6 +62,16 @@ func (e *LimitError) Error() string {
 		limit, name = e.NamespaceLimit, "user.max_inotify_watches"
 	}
 	fmt.Fprintf(&b, "; raise it with: sysctl %s=%d", name, suggestLimit(limit, e.Needed))
+	if e.Fanotify != nil {
+		if errors.Is(e.Fanotify, ErrNoFanotify) {
+			fmt.Fprintf(&b, "; %v", e.Fanotify)
+		} else {
+			fmt.Fprintf(&b, "; fanotify could not be used either: %v", e.Fanotify)
+		}
+	}
+	if e.Unwatched > 0 {
+		fmt.Fprintf(&b, "; watching the rest: %d directories that could not be watched, each with everything below it, are rescanned every %v", e.Unwatched, e.Rescan)
+	}
 	return b.String()
 }
 
@@ -69,7 +88,7 @@ func suggestLimit(limit, needed int) int {
 
 // limitError builds the error for a watch that failed with ENOSPC on rel.
 func (w *Watcher) limitError(rel string) *LimitError {
-	e := &LimitError{Path: rel, Needed: w.countDirs()}
+	e := &LimitError{Path: rel, Needed: w.countDirs(), Fanotify: w.fanErr}
 	e.Limit, _ = readInt(maxUserWatchesFile)
 	if ns, ok := readInt(nsMaxWatchesFile); ok && ns > 0 && (e.Limit == 0 || ns < e.Limit) {
 		e.NamespaceLimit = ns

@@ -6,7 +6,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -118,6 +120,41 @@ func limitChild(t *testing.T) {
 		t.Log(err)
 	})
 
+	t.Run("keep going", func(t *testing.T) {
+		// In a user namespace of its own, the process has no
+		// CAP_SYS_ADMIN over the file system: Auto cannot use fanotify
+		// and says why.
+		root := t.TempDir()
+		for i := range 30 {
+			mkdirs(t, root, fmt.Sprintf("d%02d", i))
+		}
+		var o onLimitRecorder
+		var w *Watcher
+		var err error
+		for deadline := time.Now().Add(waitTimeout); ; time.Sleep(10 * time.Millisecond) {
+			if w, err = New(root, Options{Backend: Auto, OnLimit: o.onLimit}); err == nil || time.Now().After(deadline) {
+				break
+			}
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer closeAndCheck(t, w)
+		calls := o.get()
+		if len(calls) != 1 || calls[0] == nil || calls[0].Unwatched == 0 {
+			t.Fatalf("OnLimit calls: %v, want one with unwatched directories", calls)
+		}
+		if w.Backend() != Inotify || !errors.Is(calls[0].Fanotify, ErrNoFanotify) {
+			t.Errorf("backend %v, fanotify: %v; want inotify, and why not fanotify", w.Backend(), calls[0].Fanotify)
+		}
+		for _, s := range []string{"needs at least 31", "CAP_SYS_ADMIN", "rescanned every 1m0s"} {
+			if !strings.Contains(calls[0].Error(), s) {
+				t.Errorf("message %q lacks %q", calls[0], s)
+			}
+		}
+		t.Log(calls[0])
+	})
+
 	t.Run("running", func(t *testing.T) {
 		root := t.TempDir()
 		mkdirs(t, root, "a", "b")
@@ -155,4 +192,103 @@ func limitChild(t *testing.T) {
 			}
 		}
 	})
+}
+
+// onLimitRecorder collects what a watcher tells OnLimit.
+type onLimitRecorder struct {
+	mu    sync.Mutex
+	calls []*LimitError
+}
+
+func (o *onLimitRecorder) onLimit(e *LimitError) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.calls = append(o.calls, e)
+}
+
+func (o *onLimitRecorder) get() []*LimitError {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.calls)
+}
+
+// With OnLimit, a watcher that runs out of watches keeps going: what it
+// watches is reported as usual, what it could not watch is rescanned every
+// LimitRescan, and it says when everything is watched again.
+func TestWatcher_Partial(t *testing.T) {
+	old := maxWatchesForTest
+	maxWatchesForTest = 6
+	t.Cleanup(func() { maxWatchesForTest = old })
+	root := t.TempDir()
+	for i := range 8 {
+		mkdirs(t, root, fmt.Sprintf("d%d/sub", i))
+	}
+	var o onLimitRecorder
+	w, r := start(t, root, Options{OnLimit: o.onLimit, LimitRescan: 100 * time.Millisecond, PairWait: 100 * time.Millisecond})
+	calls := o.get()
+	if len(calls) != 1 || calls[0] == nil {
+		t.Fatalf("OnLimit calls after New: %v, want one *LimitError", calls)
+	}
+	e := calls[0]
+	if e.Needed != 17 || e.Unwatched == 0 || e.Rescan != 100*time.Millisecond || !errors.Is(e, ErrWatchLimit) {
+		t.Errorf("got %+v", *e)
+	}
+	for _, s := range []string{"needs at least 17", "rescanned every 100ms"} {
+		if !strings.Contains(e.Error(), s) {
+			t.Errorf("message %q lacks %q", e, s)
+		}
+	}
+	t.Log(e)
+	if got := w.Watches(); got != 6 {
+		t.Errorf("Watches() = %d, want 6", got)
+	}
+	// Which directories are unwatched depends on the order of the
+	// directory: find one of each.
+	var watched, unwatched string
+	w.mu.Lock()
+	for i := range 8 {
+		d := fmt.Sprintf("d%d", i)
+		if c := w.top.children[d]; c == nil && unwatched == "" {
+			unwatched = d
+		} else if c != nil && c.children["sub"] != nil && watched == "" {
+			watched = d
+		}
+	}
+	w.mu.Unlock()
+	if watched == "" || unwatched == "" {
+		t.Fatalf("no watched or no unwatched directory with 6 watches for 17 directories")
+	}
+	write(t, root, watched+"/sub/f", "")
+	r.expect(Event{Kind: Closed, Path: watched + "/sub/f"})
+	// Nothing says this one changed but the periodic rescan.
+	write(t, root, unwatched+"/sub/f", "")
+	r.expect(Event{Kind: Rescan, Path: unwatched, IsDir: true})
+	// A new directory in a watched one cannot be watched either.
+	mkdirs(t, root, watched+"/new")
+	r.expect(Event{Kind: Rescan, Path: watched + "/new", IsDir: true})
+	r.expect(Event{Kind: Rescan, Path: watched + "/new", IsDir: true}) // periodic
+	// Deleting watched directories frees watches: everything is watched
+	// at the next rescan, which OnLimit hears of.
+	for i := range 8 {
+		if d := fmt.Sprintf("d%d", i); d != watched && d != unwatched {
+			if err := os.RemoveAll(filepath.Join(root, d)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	deadline := time.Now().Add(waitTimeout)
+	for calls = o.get(); len(calls) < 2 && time.Now().Before(deadline); calls = o.get() {
+		r.receive(50 * time.Millisecond)
+	}
+	if len(calls) != 2 || calls[1] != nil {
+		t.Fatalf("OnLimit calls: %v, want a second one with nil", calls)
+	}
+	if got := w.Watches(); got != 6 { // root watched watched/sub watched/new unwatched unwatched/sub
+		t.Errorf("Watches() = %d, want 6", got)
+	}
+	write(t, root, unwatched+"/sub/g", "")
+	r.expect(Event{Kind: Closed, Path: unwatched + "/sub/g"})
+	if err := w.Err(); err != nil {
+		t.Error(err)
+	}
 }

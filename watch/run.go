@@ -40,16 +40,23 @@ func (w *Watcher) run() {
 		// made after the look interrupts the read.
 		w.mu.Lock()
 		pending := len(w.pending) > 0
+		var limitAt time.Time // when to rescan unwatched directories
+		if len(w.unwatched) > 0 {
+			limitAt = w.nextLimitRescan
+		}
 		w.mu.Unlock()
 		if pending {
 			if pairDeadline.IsZero() {
 				pairDeadline = time.Now().Add(w.pairWait)
 			}
-			w.file.SetReadDeadline(pairDeadline)
 		} else {
 			pairDeadline = time.Time{}
-			w.file.SetReadDeadline(time.Time{})
 		}
+		deadline := pairDeadline
+		if !limitAt.IsZero() && (deadline.IsZero() || limitAt.Before(deadline)) {
+			deadline = limitAt
+		}
+		w.file.SetReadDeadline(deadline)
 		w.mu.Lock()
 		p, extra, failed := w.pause, w.extra, w.err != nil
 		w.pause, w.extra = nil, nil
@@ -73,16 +80,27 @@ func (w *Watcher) run() {
 		n, err := w.file.Read(buf)
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
-				if pending && !time.Now().Before(pairDeadline) {
-					var batch []Event
-					w.mu.Lock()
-					w.flushPending(0, func(e Event) { batch = appendEvent(batch, e) })
-					w.mu.Unlock()
+				var batch []Event
+				var rerr error
+				emit := func(e Event) { batch = appendEvent(batch, e) }
+				now := time.Now()
+				w.mu.Lock()
+				if pending && !now.Before(pairDeadline) {
+					w.flushPending(0, emit)
 					pairDeadline = time.Time{}
-					if len(batch) > 0 && !w.send(batch) {
-						return
-					}
 				}
+				if !limitAt.IsZero() && !now.Before(limitAt) && len(w.unwatched) > 0 {
+					rerr = w.rescanUnwatched(emit)
+				}
+				w.mu.Unlock()
+				if len(batch) > 0 && !w.send(batch) {
+					return
+				}
+				if rerr != nil {
+					w.die(rerr)
+					return
+				}
+				w.reportShort()
 				continue
 			}
 			w.die(fmt.Errorf("read inotify events: %w", err))
@@ -99,6 +117,7 @@ func (w *Watcher) run() {
 			w.die(err)
 			return
 		}
+		w.reportShort()
 	}
 }
 
@@ -129,8 +148,18 @@ func (w *Watcher) exit() {
 	w.mu.Lock()
 	w.dead = true
 	w.wds = make(map[int32]*node)
-	w.pending, w.extra, w.lost = nil, nil, nil
+	w.pending, w.extra, w.lost, w.unwatched = nil, nil, nil, nil
+	fan := w.fan != nil
 	w.mu.Unlock()
+	if fan {
+		// The sender hands over what is left, then returns.
+		w.signalSender()
+		<-w.sent
+		w.mu.Lock()
+		w.fan.close()
+		w.outbox = nil
+		w.mu.Unlock()
+	}
 	close(w.events)
 	close(w.exited)
 }
@@ -236,8 +265,9 @@ func (w *Watcher) handle(wd int32, mask, cookie uint32, name string, emit func(E
 		}
 		return nil
 	}
-	if isDir && len(w.lost) > 0 && mask&(unix.IN_DELETE|unix.IN_MOVED_FROM) != 0 {
+	if isDir && mask&(unix.IN_DELETE|unix.IN_MOVED_FROM) != 0 {
 		delete(w.lost, lostKey{n, name})
+		delete(w.unwatched, lostKey{n, name})
 	}
 	switch {
 	case mask&unix.IN_MOVED_FROM != 0:
@@ -371,7 +401,7 @@ func (w *Watcher) renameDir(m moveFrom, to *node, name, p string, emit func(Even
 		// Not the directory that was renamed: a new one took its place.
 		emit(Event{Kind: Rescan, Path: p, IsDir: true})
 	}
-	for _, d := range wk.denied {
+	for _, d := range append(wk.denied, wk.short...) {
 		emit(Event{Kind: Rescan, Path: d, IsDir: true})
 	}
 	return w.retryLost(n, emit)
@@ -383,6 +413,7 @@ func (w *Watcher) renameDir(m moveFrom, to *node, name, p string, emit func(Even
 func (w *Watcher) overflow(emit func(Event)) error {
 	w.pending = nil
 	w.lost = nil
+	clear(w.unwatched) // found again by the walk
 	w.resyncAll = false
 	// IN_IGNORED events may have been lost with the others.
 	clear(w.removed)

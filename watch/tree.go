@@ -39,6 +39,9 @@ type tree struct {
 	epoch   uint64               // walk counter
 	removed map[int32]struct{}   // wds we removed whose IN_IGNORED is still to come
 	lost    map[lostKey]struct{} // see lostKey
+	// unwatched: directories not watched for want of inotify watches
+	// (see partial.go)
+	unwatched map[lostKey]struct{}
 }
 
 func (t *tree) init() {
@@ -127,10 +130,10 @@ func (t *tree) forget(n *node) []*node {
 		}
 		x.children = nil
 	}
-	if len(t.lost) > 0 {
-		for k := range t.lost {
+	for _, m := range []map[lostKey]struct{}{t.lost, t.unwatched} {
+		for k := range m {
 			if t.wds[k.parent.wd] != k.parent {
-				delete(t.lost, k)
+				delete(m, k)
 			}
 		}
 	}

@@ -65,6 +65,10 @@ func (w *Watcher) addWatch(fd int, rel string) (int32, error) {
 	}); cerr != nil {
 		return -1, ErrClosed
 	}
+	if err == nil && w.maxWatches > 0 && w.wds[int32(wd)] == nil && len(w.wds) >= w.maxWatches {
+		w.rmWatch(int32(wd))
+		return -1, unix.ENOSPC
+	}
 	return int32(wd), err
 }
 
@@ -85,6 +89,7 @@ type walker struct {
 	descendKnown bool     // also walk below directories that were already watched
 	tops         []string // newly watched directories whose parent was already watched
 	denied       []string // directories that could not be read or watched (EACCES, EPERM)
+	short        []string // directories not watched for want of watches (see partial.go)
 }
 
 func (w *Watcher) newWalker(descendKnown bool) *walker {
@@ -143,6 +148,11 @@ func (wk *walker) dir(parent *node, parentFd int, name, rel string) (*node, erro
 	}
 	defer unix.Close(fd)
 	wd, err := wk.w.addWatch(fd, rel)
+	if err == unix.ENOSPC && wk.w.partial() {
+		wk.w.addUnwatched(parent, name)
+		wk.short = append(wk.short, rel)
+		return nil, nil
+	}
 	if err != nil {
 		return nil, wk.fail(rel, "watch directory", err)
 	}
@@ -227,7 +237,7 @@ func (w *Watcher) newDir(parent *node, name, rel string, remember bool, emit fun
 	if err != nil {
 		return w.walkError(err)
 	}
-	if n == nil && len(wk.denied) == 0 && remember {
+	if n == nil && len(wk.denied) == 0 && len(wk.short) == 0 && remember {
 		w.addLost(parent, name)
 	}
 	for _, d := range wk.denied {
@@ -291,7 +301,7 @@ func (w *Watcher) resync(rel string, emit func(Event)) error {
 	for _, d := range wk.tops {
 		emit(Event{Kind: Rescan, Path: d, IsDir: true})
 	}
-	for _, d := range wk.denied {
+	for _, d := range append(wk.denied, wk.short...) {
 		emit(Event{Kind: Rescan, Path: d, IsDir: true})
 	}
 	return nil

@@ -1,5 +1,6 @@
 // Package watch reports, in near real time, which paths under a directory
-// tree may have changed, with one recursive inotify watch.
+// tree may have changed, with recursive inotify or with fanotify (see
+// Backend).
 //
 // Events are hints for a planner that looks at the tree as it is now: they
 // say where to look, never what to do. The watcher's one promise is that
@@ -14,6 +15,11 @@
 //   - when the kernel's queue overflows, events were lost: the watcher walks
 //     the tree again, watches what it missed, forgets what is gone and sends
 //     Rescan for the root.
+//
+// Both backends keep that promise and send the same kinds of events; they
+// differ in what they cost and what they need.
+//
+// # inotify
 //
 // A MOVED_FROM and its MOVED_TO are paired by cookie into one Renamed event. A
 // renamed directory keeps its watch and the watcher keeps each directory as
@@ -31,18 +37,82 @@
 // worth. A slow consumer makes the reader wait; the kernel's queue then
 // overflows, which becomes a Rescan. An idle watcher uses no CPU: it sleeps in
 // the runtime's poller, with a timer only while a MOVED_FROM waits a few
-// milliseconds for its MOVED_TO.
+// milliseconds for its MOVED_TO (or, see below, while some directories are
+// not watched).
 //
 // Each watched directory uses one inotify watch, counted against the
 // fs.inotify.max_user_watches of the user; running out is an error that says
-// how many are needed (see LimitError). Watch descriptors are allocated
-// cyclically by the kernel, so a removed one is not reused before about 2^31
-// others have been; the watcher relies on that.
+// how many are needed (see LimitError). With Options.OnLimit the watcher
+// keeps going instead: it watches what it can, the directories it could not
+// watch get a Rescan every Options.LimitRescan (and a new attempt to watch
+// them), and OnLimit hears of it; no subtree is missed silently. Watch
+// descriptors are allocated cyclically by the kernel, so a removed one is not
+// reused before about 2^31 others have been; the watcher relies on that.
 //
 // Not reported: changes made through another mount of the same files (bind
 // mounts, NFS servers), file systems mounted below the root after New (their
-// directories are watched only after a Rescan that walks them), and writes
-// through a shared memory mapping.
+// directories are watched only after a Rescan that walks them), writes
+// through a shared memory mapping, and writes to a file through a hard link
+// outside the tree.
+//
+// # fanotify
+//
+// The fanotify backend (Linux 5.9 or later, CAP_SYS_ADMIN and
+// CAP_DAC_READ_SEARCH) puts one mark on the file system of the root, and one
+// on each file system mounted below it when New runs (but for those in
+// excluded directories), with FAN_REPORT_DFID_NAME: every event names a
+// directory by its file handle, and a name in it. New returns without
+// walking the tree, and no directory needs a watch, so the size of the tree
+// costs neither time nor kernel memory. The price is that the kernel reports
+// every change of the whole file system: the watcher keeps those below the
+// root, which costs a little CPU for each change elsewhere, and an idle tree
+// on a busy file system is not an idle watcher.
+//
+// A directory's handle is turned into a path by opening it
+// (open_by_handle_at) and asking the kernel its name, and the answer is kept
+// in a cache of recently seen directories; the cache is emptied whenever a
+// directory is renamed, so a path it holds is never older than the events
+// being read. Paths are relative to where the root is now: a rename above
+// the root changes nothing. Events in excluded directories are dropped, as
+// inotify never sees them; a directory created, deleted or renamed with an
+// excluded name is a change of its parent. A handle that cannot be opened
+// because its directory was deleted (ESTALE) is dropped: the deletion of
+// that directory, or of the highest of its ancestors that left the tree,
+// comes later in the queue and covers whatever happened in it. A directory
+// whose path is too long for the kernel to name (beyond PATH_MAX) is reported
+// as a Rescan of its deepest ancestor that can be named; one that cannot be
+// opened for want of a resource, as a Rescan of the root.
+//
+// Renames come as one FAN_RENAME event (Linux 5.17) that names both sides,
+// so they need no pairing; on older kernels a MOVED_FROM is paired with the
+// next event of the same process if that is a MOVED_TO, in the same read or,
+// waiting at most PairWait, the next one. The kernel merges an event into an
+// identical one of the same process still queued, which can put a change
+// made after a rename before it: so after a rename, each of its names that
+// an earlier event of the same read named is reported changed again.
+//
+// An event names its path as it is when the watcher reads it, which may be
+// after later renames of its directories: the Renamed events of those still
+// follow, and a consumer that plans from the tree as it is now loses
+// nothing. New directories need no work: the file system's mark covers them
+// at once; they get a Rescan all the same, as with inotify.
+//
+// The reader does not wait for the consumer: it keeps the kernel's queue
+// short, since other trees' changes fill it too, and holds the events of the
+// tree (at most 16384) until the consumer takes them; beyond that they are
+// replaced by one Rescan of the root, as after a kernel queue overflow
+// (FAN_Q_OVERFLOW, which fs.fanotify.max_queued_events bounds). A batch may
+// hold several reads' worth of events.
+//
+// Not reported: writes through a shared memory mapping, and to a file through
+// a hard link outside the tree; file systems mounted below the root after
+// New, and anything done to the directories they hide; the unmounting of the
+// root itself when it is a mount point (it can only be lazy: the watcher
+// holds the root open).
+// A bind mount below the root of a file system the tree already holds is
+// refused (ErrNoFanotify): one path per directory could not name both places.
+// With Auto, New falls back to inotify whenever fanotify cannot watch the
+// tree (FanotifyError says why).
 package watch
 
 import (
@@ -112,8 +182,10 @@ type Event struct {
 	From  string // the old path, for Renamed
 	IsDir bool   // Path is a directory (always for Rescan; when known for the others)
 	// Overflow is set on the Rescan of the root that follows a kernel queue
-	// overflow (IN_Q_OVERFLOW): events were lost, which a user may want to
-	// hear about (fs.inotify.max_queued_events).
+	// overflow (IN_Q_OVERFLOW, FAN_Q_OVERFLOW), or an overflow of the events
+	// the fanotify backend holds for a consumer that does not take them:
+	// events were lost, which a user may want to hear about
+	// (fs.inotify.max_queued_events, fs.fanotify.max_queued_events).
 	Overflow bool
 }
 
@@ -143,13 +215,32 @@ type Options struct {
 	BufferSize int
 	// PairWait is how long a MOVED_FROM that ends a read waits for its
 	// MOVED_TO before it counts as a move out of the tree. 0 means 5ms.
+	// Only inotify uses it.
 	PairWait time.Duration
+	// Backend chooses inotify (the zero value), fanotify, or Auto.
+	Backend Backend
+	// OnLimit, if set, makes an inotify watcher that runs out of watches
+	// keep going instead of failing: the directories it could not watch
+	// (each with everything below it) get a Rescan event every
+	// LimitRescan, and it tries again to watch them then. OnLimit is
+	// called with a *LimitError (see its Unwatched) each time the watcher
+	// goes from watching every directory to missing some, and with nil
+	// when every directory is watched again, from New or from the
+	// watcher's goroutine. It must not call the Watcher. Without OnLimit,
+	// running out of watches is an error (see LimitError), as it is with
+	// OnLimit when not even the root can be watched.
+	OnLimit func(*LimitError)
+	// LimitRescan is how often the directories that could not be watched
+	// for want of inotify watches are rescanned (see OnLimit). 0 means one
+	// minute.
+	LimitRescan time.Duration
 }
 
 const (
-	defaultBufferSize = 64 << 10
-	minBufferSize     = unix.SizeofInotifyEvent + unix.NAME_MAX + 1
-	defaultPairWait   = 5 * time.Millisecond
+	defaultBufferSize  = 64 << 10
+	minBufferSize      = unix.SizeofInotifyEvent + unix.NAME_MAX + 1
+	defaultPairWait    = 5 * time.Millisecond
+	defaultLimitRescan = time.Minute
 )
 
 // ErrClosed is returned by Resync on a watcher that was closed or failed.
@@ -166,11 +257,25 @@ type Watcher struct {
 	bufSize  int
 	pairWait time.Duration
 
-	file   *os.File        // the inotify instance, non-blocking, in the runtime's poller
-	rc     syscall.RawConn // file's descriptor, held for the duration of each use
-	events chan []Event
-	done   chan struct{} // closed by Close
-	exited chan struct{} // closed when the reader goroutine has returned
+	backend Backend         // Inotify or Fanotify
+	fanErr  error           // with Auto and inotify: why fanotify was not used
+	file    *os.File        // the inotify or fanotify instance, non-blocking, in the runtime's poller
+	rc      syscall.RawConn // file's descriptor, held for the duration of each use
+	events  chan []Event
+	done    chan struct{} // closed by Close
+	exited  chan struct{} // closed when the reader goroutine has returned
+
+	// inotify only
+	onLimit     func(*LimitError)
+	limitRescan time.Duration
+	maxWatches  int // a limit below the kernel's, for tests; 0 for none
+
+	// fanotify only (guarded by mu)
+	fan      *fanState
+	outbox   []Event       // events read and not yet handed to the sender
+	outFull  bool          // outbox holds only the Rescan of an overflow
+	outReady chan struct{} // tells the sender that the outbox has events
+	sent     chan struct{} // closed when the sender has returned
 
 	closeOnce sync.Once
 	fileOnce  sync.Once
@@ -185,6 +290,9 @@ type Watcher struct {
 	pause     *pauseRequest
 	dirents   []byte // getdents buffer for walks
 	resyncAll bool   // too many lost directories: walk everything again
+
+	nextLimitRescan time.Time // when to rescan the unwatched directories
+	shortReported   bool      // OnLimit was told that directories are unwatched
 }
 
 type pauseRequest struct {
@@ -192,10 +300,12 @@ type pauseRequest struct {
 }
 
 // New watches root and every directory below it, without following symlinks
-// (root itself may be one) and without entering excluded directories. All
-// watches exist when New returns, so a caller that scans the tree afterwards
-// misses nothing. The error for a missing root wraps fs.ErrNotExist; running
-// out of watches is a *LimitError.
+// (root itself may be one) and without entering excluded directories. The
+// tree is watched when New returns, so a caller that scans the tree
+// afterwards misses nothing. The error for a missing root wraps
+// fs.ErrNotExist; running out of inotify watches is a *LimitError (unless
+// Options.OnLimit is set); a tree that fanotify cannot watch, with Backend
+// Fanotify, is an error that wraps ErrNoFanotify.
 func New(root string, opt Options) (*Watcher, error) {
 	// Absolute, so that a chdir elsewhere in the process changes nothing.
 	if abs, err := filepath.Abs(root); err == nil {
@@ -206,9 +316,49 @@ func New(root string, opt Options) (*Watcher, error) {
 		return nil, fmt.Errorf("watch %s: root directory: %w", root, err)
 	}
 	defer unix.Close(rootFd)
+	w := &Watcher{
+		root:        root,
+		exclude:     opt.Exclude,
+		bufSize:     max(opt.BufferSize, minBufferSize),
+		pairWait:    opt.PairWait,
+		events:      make(chan []Event, 1),
+		done:        make(chan struct{}),
+		exited:      make(chan struct{}),
+		onLimit:     opt.OnLimit,
+		limitRescan: opt.LimitRescan,
+		maxWatches:  maxWatchesForTest,
+	}
+	if opt.BufferSize == 0 {
+		w.bufSize = defaultBufferSize
+	}
+	if w.pairWait <= 0 {
+		w.pairWait = defaultPairWait
+	}
+	if w.limitRescan <= 0 {
+		w.limitRescan = defaultLimitRescan
+	}
+	switch opt.Backend {
+	case Fanotify:
+		err = w.startFanotify(rootFd)
+	case Auto:
+		if err = w.startFanotify(rootFd); err != nil {
+			w.fanErr = err
+			err = w.startInotify(rootFd)
+		}
+	default:
+		err = w.startInotify(rootFd)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("watch %s: %w", root, err)
+	}
+	return w, nil
+}
+
+// startInotify watches the tree with inotify and starts the reader.
+func (w *Watcher) startInotify(rootFd int) error {
 	ifd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
 	if err != nil {
-		return nil, fmt.Errorf("watch %s: %w", root, initError(err))
+		return initError(err)
 	}
 	file := os.NewFile(uintptr(ifd), "inotify")
 	rc, err := file.SyscallConn()
@@ -217,37 +367,40 @@ func New(root string, opt Options) (*Watcher, error) {
 	}
 	if err != nil {
 		file.Close()
-		return nil, fmt.Errorf("watch %s: inotify descriptor cannot be polled: %w", root, err)
+		return fmt.Errorf("inotify descriptor cannot be polled: %w", err)
 	}
-	w := &Watcher{
-		root:     root,
-		exclude:  opt.Exclude,
-		bufSize:  max(opt.BufferSize, minBufferSize),
-		pairWait: opt.PairWait,
-		file:     file,
-		rc:       rc,
-		events:   make(chan []Event, 1),
-		done:     make(chan struct{}),
-		exited:   make(chan struct{}),
-		useProc:  true,
-		dirents:  make([]byte, 32<<10),
-	}
+	w.backend, w.file, w.rc = Inotify, file, rc
+	w.useProc = true
+	w.dirents = make([]byte, 32<<10)
 	w.tree.init()
-	if opt.BufferSize == 0 {
-		w.bufSize = defaultBufferSize
-	}
-	if w.pairWait <= 0 {
-		w.pairWait = defaultPairWait
-	}
 	w.mu.Lock()
 	err = w.watchRoot(rootFd)
+	short, report := w.shortError()
 	w.mu.Unlock()
 	if err != nil {
 		file.Close()
-		return nil, fmt.Errorf("watch %s: %w", root, err)
+		return err
+	}
+	if report {
+		w.onLimit(short)
 	}
 	go w.run()
-	return w, nil
+	return nil
+}
+
+// startFanotify watches the tree with fanotify and starts the reader and
+// the sender.
+func (w *Watcher) startFanotify(rootFd int) error {
+	if err := newFanotify(w, rootFd); err != nil {
+		return err
+	}
+	w.backend = Fanotify
+	w.bufSize = max(w.bufSize, fanMinBuffer)
+	w.outReady = make(chan struct{}, 1)
+	w.sent = make(chan struct{})
+	go w.runFan()
+	go w.deliver()
+	return nil
 }
 
 // initError explains why an inotify instance could not be made.
@@ -306,12 +459,21 @@ func (w *Watcher) Err() error {
 	return w.err
 }
 
-// Watches returns the number of directories watched.
+// Watches returns the number of inotify watches in use: one per watched
+// directory. It is 0 with fanotify, which needs none.
 func (w *Watcher) Watches() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return len(w.wds)
 }
+
+// Backend returns the backend in use: Inotify or Fanotify, never Auto.
+func (w *Watcher) Backend() Backend { return w.backend }
+
+// FanotifyError returns why a watcher made with Backend Auto uses inotify:
+// the error that kept fanotify from watching the tree. It is nil if fanotify
+// was not tried.
+func (w *Watcher) FanotifyError() error { return w.fanErr }
 
 // Close stops the watcher, releases its inotify instance and waits for its
 // goroutine to return. It may be called more than once.
@@ -354,6 +516,11 @@ func (w *Watcher) Resync(rel string) error {
 	if w.dead || w.err != nil || w.closing() {
 		w.mu.Unlock()
 		return ErrClosed
+	}
+	if w.fan != nil {
+		// Every directory of the marked file systems is watched.
+		w.mu.Unlock()
+		return nil
 	}
 	var evs []Event
 	err := w.resync(rel, func(e Event) { evs = append(evs, e) })

@@ -21,7 +21,7 @@
 //
 // Usage:
 //
-//	go run ./bench/restartbench [-fsmirror PATH] [-dir /dev/shm] [-files 50000] [-dirs 2500] [-runs 3] [-changes 100]
+//	go run ./bench/restartbench [-fsmirror PATH] [-dir /dev/shm] [-files 50000] [-dirs 2500] [-runs 3] [-changes 100] [-watcher fanotify]
 package main
 
 import (
@@ -62,6 +62,7 @@ func main() {
 		seed        = flag.Int64("seed", 1, "seed of the source tree and of the changes")
 		timeout     = flag.Duration("timeout", 5*time.Minute, "longest wait for fsmirror to be ready or to exit")
 		keep        = flag.Bool("keep", false, "keep the work directory")
+		watcher     = flag.String("watcher", "", "run fsmirror watch with --watcher `KIND` (auto, inotify or fanotify; default: fsmirror's default)")
 	)
 	benchutil.ParseFlags("restartbench",
 		"Times how long fsmirror watch takes to be ready after a restart (clean stop with no\n"+
@@ -71,7 +72,7 @@ func main() {
 		})
 	cfg := config{
 		fsmirror: *fsmirrorBin, dir: *dir, files: *files, dirs: *dirs, runs: *runs,
-		changes: *changes, seed: *seed, timeout: *timeout, keep: *keep,
+		changes: *changes, seed: *seed, timeout: *timeout, keep: *keep, watcher: *watcher,
 	}
 	benchutil.Main("restartbench", func(ctx context.Context) error { return run(ctx, os.Stdout, cfg) })
 }
@@ -85,6 +86,7 @@ type config struct {
 	seed        int64
 	timeout     time.Duration
 	keep        bool
+	watcher     string // --watcher of fsmirror watch, if not empty
 }
 
 // How fsmirror says it did its initial sync.
@@ -149,6 +151,9 @@ func run(ctx context.Context, w io.Writer, cfg config) (err error) {
 		return err
 	}
 	printMachine(w, cfg.dir)
+	if cfg.watcher != "" {
+		fmt.Fprintf(w, "watcher: fsmirror watch --watcher %s\n", cfg.watcher)
+	}
 
 	b := &bench{
 		cfg: cfg, w: w, bin: bin, rsync: rsync,
@@ -291,7 +296,11 @@ func (b *bench) crash(ctx context.Context) error {
 // DEST to be an exact mirror, and stops it with SIGTERM (exit 0 required)
 // unless keep is set, in which case the running process is returned.
 func (b *bench) restart(ctx context.Context, label, want string, keep bool) (_ sample, _ *benchutil.Daemon, err error) {
-	argv := []string{b.bin, "watch", "--state-dir", b.state, b.src, b.dst}
+	argv := []string{b.bin, "watch", "--state-dir", b.state}
+	if b.cfg.watcher != "" {
+		argv = append(argv, "--watcher", b.cfg.watcher)
+	}
+	argv = append(argv, b.src, b.dst)
 	d, err := benchutil.StartDaemon("fsmirror", argv, func(line string) bool { return strings.HasPrefix(line, "fsmirror: watching ") })
 	if err != nil {
 		return sample{}, nil, err
@@ -448,7 +457,7 @@ func timeCmd(ctx context.Context, argv []string) (sample, error) {
 func report(w io.Writer, samples [][]sample, rsyncNC []sample, cfg config) {
 	fmt.Fprintf(w, "median of %d runs (wall clock from the exec of fsmirror watch until its \"fsmirror: watching\" line;\n"+
 		"CPU = user+sys of fsmirror until then, of rsync and its children for rsync; \"of which initial sync\"\n"+
-		"is the time fsmirror's line gives its initial sync: the rest is start-up, index and inotify watches)\n\n", cfg.runs)
+		"is the time fsmirror's line gives its initial sync: the rest is start-up, index and watch set-up)\n\n", cfg.runs)
 	tw := benchutil.NewTable(w)
 	fmt.Fprintln(tw, "restart of fsmirror watch\twall\tCPU\tof which initial sync\tfiles written\tinitial sync")
 	meds := make([]sample, len(steps))

@@ -259,7 +259,7 @@ func pickTools(ctx context.Context, w io.Writer, cfg config, binDir string) ([]*
 				cleanExit: func(err error) bool { return err == nil },
 			})
 		case "lsyncd":
-			bin, vs, err := benchutil.FindLsyncd(ctx, lsyncdConfig("SRC", "DST", cfg.inotifyMode))
+			bin, vs, err := benchutil.FindLsyncd(ctx, benchutil.LsyncdConfig("SRC", "DST", cfg.inotifyMode))
 			if err != nil {
 				return nil, nil, err
 			}
@@ -270,7 +270,7 @@ func pickTools(ctx context.Context, w io.Writer, cfg config, binDir string) ([]*
 				// owners and directory times are not its business.
 				diffOpt: testutil.DiffOptions{IgnoreDirMtime: true, IgnoreRootMeta: true},
 				start: func(src, dst, scratch string) (*benchutil.Daemon, error) {
-					return benchutil.StartLsyncd(bin, scratch, lsyncdConfig(src, dst, cfg.inotifyMode))
+					return benchutil.StartLsyncd(bin, scratch, benchutil.LsyncdConfig(src, dst, cfg.inotifyMode))
 				},
 				cleanExit: benchutil.LsyncdCleanExit,
 			})
@@ -279,13 +279,6 @@ func pickTools(ctx context.Context, w io.Writer, cfg config, binDir string) ([]*
 		}
 	}
 	return tools, versions, nil
-}
-
-// lsyncdConfig is lsyncd's configuration for mirroring src to dst.
-func lsyncdConfig(src, dst, inotifyMode string) string {
-	return fmt.Sprintf(`settings { nodaemon = true, insist = true, inotifyMode = %s } `+
-		`sync { default.rsync, source = %s, target = %s, delay = 0 }`,
-		benchutil.LuaQuote(inotifyMode), benchutil.LuaQuote(src), benchutil.LuaQuote(dst))
 }
 
 // A session is one tool running on one fresh SRC/DST pair.

@@ -30,7 +30,7 @@ var update = flag.Bool("update", false, "update the expected output in testdata/
 // puts a copy named "fsmirror" on the scripts' PATH, and the unprivileged
 // tests exec a copy of it as user nobody. Both run main, that is run(...).
 func TestMain(m *testing.M) {
-	testscript.Main(cleanupM{m}, map[string]func(){"fsmirror": main})
+	testscript.Main(cleanupM{m}, map[string]func(){"fsmirror": main, "fsmirror-userns-limit": mainWithNSLimit})
 }
 
 // cleanupM removes the copy of the binary made for user nobody once every

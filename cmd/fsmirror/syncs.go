@@ -30,8 +30,9 @@ type syncSpec struct {
 	stdout io.Writer    // for -v in watch; nil: ops are logged at debug level
 
 	// Set by prepare.
-	flt  *filter.Filter
-	opts all.Options
+	flt     *filter.Filter
+	opts    all.Options
+	backend watch.Backend
 }
 
 // prepare checks the settings that need no filesystem and compiles the
@@ -47,6 +48,11 @@ func (s *syncSpec) prepare() error {
 	if err := f.parseSizes(); err != nil {
 		return err
 	}
+	backend, err := watch.ParseBackend(f.watcher)
+	if err != nil {
+		return setupErr("--watcher: %v", err)
+	}
+	s.backend = backend
 	flt, err := f.excludes.filter()
 	if err != nil {
 		return err
@@ -97,8 +103,12 @@ func startSync(ctx context.Context, spec syncSpec) (_ *runningSync, err error) {
 	f := &r.spec.f
 	fanout := len(spec.dests) > 1
 	for _, s := range sources {
-		if s.w, err = watch.New(s.path, watch.Options{Exclude: spec.flt.Excluded}); err != nil {
+		start := time.Now()
+		if s.w, err = watch.New(s.path, watchOptions(s.path, spec.backend, spec.flt, spec.log)); err != nil {
 			return nil, &exitError{code: exitSetup, err: fmt.Errorf("watch %s: %w", s.path, err)}
+		}
+		if f.verbose {
+			spec.log.Info(fmt.Sprintf("%s: %s, set up in %s", s.path, describeWatcher(s.w), time.Since(start).Round(time.Microsecond)))
 		}
 		if s.root, err = fsys.OpenRoot(s.path, true); err != nil {
 			return nil, &exitError{code: exitSetup, err: err}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync/atomic"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/fsmirror/fsmirror"
 	"github.com/fsmirror/fsmirror/engine"
+	"github.com/fsmirror/fsmirror/filter"
 	"github.com/fsmirror/fsmirror/index"
 	"github.com/fsmirror/fsmirror/internal/fsys"
 	"github.com/fsmirror/fsmirror/target/all"
@@ -26,6 +28,7 @@ type watchFlags struct {
 	verifyOnStart  bool
 	rescanInterval time.Duration
 	debugEvents    bool
+	watcher        string
 }
 
 func newWatchCmd(a *app) *cobra.Command {
@@ -36,12 +39,22 @@ func newWatchCmd(a *app) *cobra.Command {
 		Long: `Mirror SRC to DEST as sync does, then keep DEST equal to SRC as SRC changes,
 in the foreground, until SIGINT or SIGTERM (work in flight is finished, exit 0).
 
-Changes are seen with recursive inotify. Watches are in place before the first
-sync starts, so nothing changed meanwhile is missed; a new directory is watched
-and then scanned, so files created in it at once are mirrored too. A rename in
-SRC is a rename in DEST (a renamed file or directory keeps its inode and is not
-copied again). A kernel event queue overflow never stops fsmirror: it rescans
-and converges. Excluded directories are not watched.
+Changes are seen with recursive inotify or with fanotify (--watcher). Watches
+are in place before the first sync starts, so nothing changed meanwhile is
+missed; a new directory is watched and then scanned, so files created in it at
+once are mirrored too. A rename in SRC is a rename in DEST (a renamed file or
+directory keeps its inode and is not copied again). A kernel event queue
+overflow never stops fsmirror: it rescans and converges. Excluded directories
+are not watched.
+
+--watcher inotify adds one inotify watch per directory: it works for any user,
+but a big tree takes a while to set up and may need fs.inotify.max_user_watches
+raised; if watches run out, fsmirror says how many the tree needs, keeps
+watching what it could, and rescans the rest every minute. --watcher fanotify
+(root, Linux 5.9+) watches the whole file system of SRC with one mark and keeps
+the changes below SRC: ready at once whatever the tree's size, at the cost of a
+little CPU for every change elsewhere on that file system. --watcher auto, the
+default, uses fanotify when it can and inotify otherwise.
 
 Events only mark paths dirty: a path that changes a thousand times while a copy
 is under way is copied again once, not a thousand times. A file being written
@@ -78,6 +91,7 @@ default: for a local destination it costs a full listing of both trees).
 	fl.BoolVar(&f.verifyOnStart, "verify-on-start", false, "compare the whole destination at start instead of trusting the index")
 	fl.DurationVar(&f.rescanInterval, "rescan-interval", 0, "compare the whole destination this often, to catch changes made to it behind fsmirror's back (0: never)")
 	fl.BoolVar(&f.debugEvents, "debug-events", false, "log every event of the kernel's watcher (a lot)")
+	fl.StringVar(&f.watcher, "watcher", "auto", "see changes with `KIND`: auto, inotify or fanotify")
 	return cmd
 }
 
@@ -215,8 +229,8 @@ func watchPair(ctx context.Context, m *mirror, events <-chan []watch.Event, spec
 	if !trusted {
 		how = "by comparing the destination"
 	}
-	spec.log.Info(fmt.Sprintf("watching %s (%d directories), mirroring to %s; initial sync %s took %s, %d files written, %d errors",
-		p.src, w.Watches(), p.dst, how, time.Since(start).Round(time.Millisecond), stats.Written.Load(), stats.Errors.Load()))
+	spec.log.Info(fmt.Sprintf("watching %s (%s), mirroring to %s; initial sync %s took %s, %d files written, %d errors",
+		p.src, describeWatcher(w), p.dst, how, time.Since(start).Round(time.Millisecond), stats.Written.Load(), stats.Errors.Load()))
 	m.setState(engine.StateWatching)
 	initialDone()
 	if f.rescanInterval > 0 {
@@ -293,4 +307,36 @@ func fullCompare(ctx context.Context, live *engine.Live, stats *engine.Stats) (c
 	case <-ctx.Done():
 		return false, false
 	}
+}
+
+// limitRescan is how often directories that could not be watched for want
+// of inotify watches are rescanned; tests shorten it.
+var limitRescan = time.Minute
+
+// watchOptions returns the options of the watcher of src. A watcher that
+// runs out of inotify watches keeps going and says so in the log.
+func watchOptions(src string, backend watch.Backend, flt *filter.Filter, log *slog.Logger) watch.Options {
+	return watch.Options{
+		Exclude:     flt.Excluded,
+		Backend:     backend,
+		LimitRescan: limitRescan,
+		OnLimit: func(e *watch.LimitError) {
+			switch {
+			case e == nil:
+				log.Info(fmt.Sprintf("%s: every directory is watched again", src))
+			case backend == watch.Inotify:
+				log.Warn(fmt.Sprintf("%s: warning: %v (or use --watcher fanotify, as root)", src, e))
+			default:
+				log.Warn(fmt.Sprintf("%s: warning: %v", src, e))
+			}
+		},
+	}
+}
+
+// describeWatcher says how w watches its tree.
+func describeWatcher(w *watch.Watcher) string {
+	if w.Backend() == watch.Fanotify {
+		return "fanotify, whole file system"
+	}
+	return fmt.Sprintf("%d directories, inotify", w.Watches())
 }

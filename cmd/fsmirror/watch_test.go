@@ -22,6 +22,7 @@ import (
 
 	"github.com/fsmirror/fsmirror"
 	"github.com/fsmirror/fsmirror/internal/testutil"
+	"github.com/fsmirror/fsmirror/watch"
 )
 
 // The tests in this file run `fsmirror watch` as a separate process, the
@@ -110,9 +111,19 @@ func startWatch(t *testing.T, args ...string) *watchProc {
 
 func startWatchNoWait(t *testing.T, args ...string) *watchProc {
 	t.Helper()
+	return startWatchWith(t, nil, args...)
+}
+
+// startWatchWith starts `fsmirror watch args...` as startWatchNoWait does,
+// with prepare, if not nil, called on the command before it starts.
+func startWatchWith(t *testing.T, prepare func(*exec.Cmd), args ...string) *watchProc {
+	t.Helper()
 	w := &watchProc{args: append([]string{"watch"}, args...), exited: make(chan struct{})}
 	w.cmd = fsmirrorCmd(t, context.Background(), w.args...)
 	w.cmd.Stdout, w.cmd.Stderr = &w.stdout, &w.stderr
+	if prepare != nil {
+		prepare(w.cmd)
+	}
 	if err := w.cmd.Start(); err != nil {
 		t.Fatalf("start fsmirror %q: %v", w.args, err)
 	}
@@ -402,7 +413,22 @@ func finish(t *testing.T, w *watchProc, src, dst string, verifyArgs ...string) {
 // on the same file system (for moves into and out of the tree), the source
 // and outside made, the destination not.
 func srcDstOut(t *testing.T) (src, dst, outside string) {
+	return srcDstOutIn(t, t.TempDir())
+}
+
+// privateSrcDstOut is srcDstOut on a tmpfs of its own, mounted for the
+// test, that no other process writes to. It skips the test if it cannot
+// mount one.
+func privateSrcDstOut(t *testing.T) (src, dst, outside string) {
 	dir := t.TempDir()
+	if err := unix.Mount("fsmirror-test", dir, "tmpfs", 0, "size=64m"); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	return srcDstOutIn(t, dir)
+}
+
+func srcDstOutIn(t *testing.T, dir string) (src, dst, outside string) {
 	src, dst, outside = filepath.Join(dir, "src"), filepath.Join(dir, "dst"), filepath.Join(dir, "outside")
 	for _, d := range []string{src, outside} {
 		if err := os.Mkdir(d, 0o755); err != nil {
@@ -412,13 +438,56 @@ func srcDstOut(t *testing.T) (src, dst, outside string) {
 	return src, dst, outside
 }
 
+// watchBackends are the --watcher values the watch tests run against.
+var watchBackends = []string{"inotify", "fanotify"}
+
+// fanotifyUsable says whether this process (and so fsmirror started by it)
+// can watch a tree in the temporary directory with fanotify, and if not,
+// why.
+var fanotifyUsable = sync.OnceValues(func() (bool, string) {
+	dir, err := os.MkdirTemp("", "fanotify-probe-")
+	if err != nil {
+		return false, err.Error()
+	}
+	defer os.RemoveAll(dir)
+	w, err := watch.New(dir, watch.Options{Backend: watch.Fanotify})
+	if err != nil {
+		return false, err.Error()
+	}
+	w.Close()
+	return true, ""
+})
+
+// requireWatcher skips the test, saying why, when fsmirror cannot use
+// --watcher backend here (CI runs the tests as root, where it can).
+func requireWatcher(t *testing.T, backend string) {
+	t.Helper()
+	if backend != "fanotify" {
+		return
+	}
+	if ok, why := fanotifyUsable(); !ok {
+		t.Skipf("--watcher fanotify unavailable: %s", why)
+	}
+}
+
 // TestWatch_Convergence changes the source at random and at full speed
 // while fsmirror watches it, then requires the destination to become an
 // exact mirror once the source is quiet, fsmirror to exit 0 on SIGTERM,
-// and verify to agree. -chaos.duration runs it longer, -chaos.seed replays
-// a failure's choices (the outcome also depends on scheduling).
+// and verify to agree; once per --watcher. -chaos.duration runs it longer,
+// -chaos.seed replays a failure's choices (the outcome also depends on
+// scheduling).
 func TestWatch_Convergence(t *testing.T) {
 	t.Parallel()
+	for _, backend := range watchBackends {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			requireWatcher(t, backend)
+			testConvergence(t, backend)
+		})
+	}
+}
+
+func testConvergence(t *testing.T, backend string) {
 	seed := *chaosSeed
 	if seed == 0 {
 		seed = uint64(time.Now().UnixNano())
@@ -442,7 +511,7 @@ func TestWatch_Convergence(t *testing.T) {
 	}
 	t.Logf("starting tree: %v", stats)
 
-	w := startWatch(t, "-v", src, dst)
+	w := startWatch(t, "--watcher", backend, "-v", src, dst)
 	t.Logf("%s", strings.TrimSpace(w.stderr.String()))
 	ctx, cancel := context.WithTimeout(context.Background(), *chaosDuration)
 	defer cancel()
@@ -466,18 +535,50 @@ func TestWatch_Convergence(t *testing.T) {
 	}
 }
 
-// TestWatch_Overflow makes the kernel's inotify queue of fsmirror overflow
+// A queue is one kind of kernel event queue that fsmirror reads, with the
+// sysctl that bounds it, how to make a witness instance under that bound,
+// and how to tell that the witness overflowed.
+type queue struct {
+	backend    string
+	limitFile  string
+	fdName     string // what /proc/PID/fd/N of an instance links to
+	witness    func(t *testing.T, src string) int
+	overflowed func(t *testing.T, fd int) bool
+	// lower says that the test lowers the limit to overflow the queue;
+	// else it makes more events than the limit while fsmirror is stopped.
+	// A fanotify instance gets the events of the whole file system: one
+	// made by another test while the limit is low would overflow too.
+	lower bool
+}
+
+var queues = []queue{
+	{"inotify", "/proc/sys/fs/inotify/max_queued_events", "anon_inode:inotify", inotifyWitness, overflowed, true},
+	{"fanotify", "/proc/sys/fs/fanotify/max_queued_events", "anon_inode:[fanotify]", fanotifyWitness, fanOverflowed, false},
+}
+
+// TestWatch_Overflow makes the kernel's event queue of fsmirror overflow
 // for real, with a tiny fs.inotify.max_queued_events and a flood of
-// changes, and requires the mirror to converge all the same.
+// changes (with fanotify, more changes than fs.fanotify.max_queued_events
+// while fsmirror is stopped), and requires the mirror to converge all the
+// same.
 func TestWatch_Overflow(t *testing.T) {
 	// Not parallel: the limit is system-wide. It is lowered only while
-	// the two inotify instances are made (the kernel reads it then), and
-	// put back at once, and again in Cleanup whatever happens.
+	// the two instances are made (the kernel reads it then), and put back
+	// at once, and again in Cleanup whatever happens.
 	requireRoot(t)
-	const limitFile = "/proc/sys/fs/inotify/max_queued_events"
+	for _, q := range queues {
+		t.Run(q.backend, func(t *testing.T) {
+			requireWatcher(t, q.backend)
+			testOverflow(t, q)
+		})
+	}
+}
+
+func testOverflow(t *testing.T, q queue) {
+	limitFile := q.limitFile
 	orig, err := os.ReadFile(limitFile)
 	if err != nil {
-		t.Skipf("cannot read the inotify queue limit: %v", err)
+		t.Skipf("cannot read the queue limit: %v", err)
 	}
 	var restoreOnce sync.Once
 	restore := func() {
@@ -489,32 +590,29 @@ func TestWatch_Overflow(t *testing.T) {
 	}
 	t.Cleanup(restore)
 
-	src, dst, _ := srcDstOut(t)
+	src, dst, outside := srcDstOut(t)
 	testutil.Build(t, src,
 		testutil.File("before/a", "a", 0o644),
 		testutil.Dir("before/sub", 0o755),
 	)
-	const queueLimit = 64
-	if err := os.WriteFile(limitFile, []byte(strconv.Itoa(queueLimit)), 0); err != nil {
-		t.Fatalf("lower %s: %v", limitFile, err)
+	queueLimit, many := 64, 0
+	if q.lower {
+		if err := os.WriteFile(limitFile, []byte(strconv.Itoa(queueLimit)), 0); err != nil {
+			t.Fatalf("lower %s: %v", limitFile, err)
+		}
+	} else {
+		queueLimit, err = strconv.Atoi(string(bytes.TrimSpace(orig)))
+		if err != nil || queueLimit > 100_000 {
+			t.Skipf("%s is %s: too many events to make", limitFile, bytes.TrimSpace(orig))
+		}
+		many = queueLimit + 2000 // events made while fsmirror is stopped
 	}
-	// A witness: an inotify instance made under the same limit, watching
-	// the source's root for what fsmirror watches, that is not read until
-	// the flood is over.
-	witness, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
-	if err != nil {
-		restore()
-		t.Fatal(err)
-	}
-	defer unix.Close(witness)
-	const mask = unix.IN_CREATE | unix.IN_DELETE | unix.IN_MODIFY | unix.IN_ATTRIB | unix.IN_CLOSE_WRITE |
-		unix.IN_MOVED_FROM | unix.IN_MOVED_TO | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF
-	if _, err := unix.InotifyAddWatch(witness, src, mask); err != nil {
-		restore()
-		t.Fatal(err)
-	}
-	w := startWatchNoWait(t, "-v", src, dst)
-	waitInotify(t, w)
+	// A witness: an instance made under the same limit, watching the
+	// source's root for what fsmirror watches, that is not read until the
+	// flood is over.
+	witness := q.witness(t, src)
+	w := startWatchNoWait(t, "--watcher", q.backend, "-v", src, dst)
+	waitWatcherFd(t, w, q.fdName)
 	restore()
 	w.waitReady(t)
 
@@ -529,6 +627,20 @@ func TestWatch_Overflow(t *testing.T) {
 		}
 	}
 	w.paused(t, func() {
+		// More events than the queue holds, outside the tree, where
+		// fanotify sees them too: renames of one file, each from and to
+		// names of its own, so that none merges with another.
+		if many > 0 {
+			must := func(err error) {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			must(os.WriteFile(filepath.Join(outside, "r0"), data, 0o644))
+			for i := range many {
+				must(os.Rename(filepath.Join(outside, "r"+strconv.Itoa(i)), filepath.Join(outside, "r"+strconv.Itoa(i+1))))
+			}
+		}
 		// Events only come from directories watched before the pause: the
 		// root and flood1's, which get far more than 64.
 		for i := range 300 {
@@ -552,8 +664,8 @@ func TestWatch_Overflow(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	if !overflowed(t, witness) {
-		t.Fatalf("the witness inotify instance, made under a limit of %d events, did not overflow: the test does not test an overflow", queueLimit)
+	if !q.overflowed(t, witness) {
+		t.Fatalf("the witness instance, made under a limit of %d events, did not overflow: the test does not test an overflow", queueLimit)
 	}
 
 	waitMirror(t, w, src, dst, convergeTimeout, watchDiffOpt())
@@ -569,26 +681,87 @@ func TestWatch_Overflow(t *testing.T) {
 	// Its queue overflowed for sure while it was stopped: it must say so,
 	// the witness is not the only evidence.
 	if len(evidence) > 0 {
-		t.Logf("fsmirror reported the overflow:\n%s", strings.Join(evidence, "\n"))
+		t.Logf("fsmirror reported the overflow:\n%s", strings.Join(evidence[:min(len(evidence), 5)], "\n"))
 	} else {
 		t.Errorf("fsmirror printed nothing about the overflow, which the witness proves happened: a line saying that events were lost and the tree is rescanned is missing")
 	}
 }
 
-// waitInotify waits until the process has made its inotify instance.
-func waitInotify(t *testing.T, w *watchProc) {
+// inotifyWitness makes an inotify instance that watches src for what
+// fsmirror watches.
+func inotifyWitness(t *testing.T, src string) int {
+	t.Helper()
+	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	const mask = unix.IN_CREATE | unix.IN_DELETE | unix.IN_MODIFY | unix.IN_ATTRIB | unix.IN_CLOSE_WRITE |
+		unix.IN_MOVED_FROM | unix.IN_MOVED_TO | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF
+	if _, err := unix.InotifyAddWatch(fd, src, mask); err != nil {
+		t.Fatal(err)
+	}
+	return fd
+}
+
+// fanotifyWitness makes a fanotify instance that marks the file system of
+// src for what fsmirror asks of it.
+func fanotifyWitness(t *testing.T, src string) int {
+	t.Helper()
+	fd, err := unix.FanotifyInit(unix.FAN_CLASS_NOTIF|unix.FAN_CLOEXEC|unix.FAN_NONBLOCK|unix.FAN_REPORT_DFID_NAME, unix.O_RDONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	const mask = unix.FAN_CREATE | unix.FAN_DELETE | unix.FAN_MODIFY | unix.FAN_ATTRIB | unix.FAN_CLOSE_WRITE |
+		unix.FAN_RENAME | unix.FAN_ONDIR
+	if err := unix.FanotifyMark(fd, unix.FAN_MARK_ADD|unix.FAN_MARK_FILESYSTEM, mask, unix.AT_FDCWD, src); err != nil {
+		t.Fatal(err)
+	}
+	return fd
+}
+
+// fanOverflowed reads the events queued on the fanotify instance fd and
+// reports whether its queue overflowed.
+func fanOverflowed(t *testing.T, fd int) bool {
+	t.Helper()
+	buf := make([]byte, 64<<10)
+	found := false
+	for range 1 << 20 { // a busy file system keeps it filling: bounded
+		n, err := unix.Read(fd, buf)
+		if err == unix.EAGAIN || found {
+			return found
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for p := buf[:n]; len(p) >= unix.FAN_EVENT_METADATA_LEN; {
+			ev := (*unix.FanotifyEventMetadata)(unsafe.Pointer(&p[0]))
+			found = found || ev.Mask&unix.FAN_Q_OVERFLOW != 0
+			if ev.Event_len < unix.FAN_EVENT_METADATA_LEN || int(ev.Event_len) > len(p) {
+				t.Fatalf("malformed fanotify event of %d bytes", ev.Event_len)
+			}
+			p = p[ev.Event_len:]
+		}
+	}
+	return found
+}
+
+// waitWatcherFd waits until the process has made its inotify or fanotify
+// instance, whose /proc/PID/fd link is name.
+func waitWatcherFd(t *testing.T, w *watchProc, name string) {
 	t.Helper()
 	fdDir := fmt.Sprintf("/proc/%d/fd", w.cmd.Process.Pid)
 	deadline := time.Now().Add(readyTimeout)
 	for {
 		ents, _ := os.ReadDir(fdDir)
 		for _, e := range ents {
-			if l, _ := os.Readlink(filepath.Join(fdDir, e.Name())); l == "anon_inode:inotify" {
+			if l, _ := os.Readlink(filepath.Join(fdDir, e.Name())); l == name {
 				return
 			}
 		}
 		if !w.running() || time.Now().After(deadline) {
-			t.Fatalf("fsmirror made no inotify instance:\n%s", w.output())
+			t.Fatalf("fsmirror made no %s instance:\n%s", name, w.output())
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
@@ -635,10 +808,40 @@ func overflowed(t *testing.T, fd int) bool {
 
 // TestWatch_Basics checks one kind of change at a time: each subtest
 // starts fsmirror watch on a tree of its own, makes its change once the
-// initial sync is done, and waits (bounded) for the destination to follow.
+// initial sync is done, and waits (bounded) for the destination to follow;
+// once per --watcher.
 func TestWatch_Basics(t *testing.T) {
 	t.Parallel()
+	for _, backend := range watchBackends {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			requireWatcher(t, backend)
+			testBasics(t, backend)
+		})
+	}
+}
+
+// watcherFd is what /proc/PID/fd/N links to for the instance of backend.
+func watcherFd(backend string) string {
+	for _, q := range queues {
+		if q.backend == backend {
+			return q.fdName
+		}
+	}
+	panic("unknown backend " + backend)
+}
+
+func testBasics(t *testing.T, backend string) {
 	const t1 = int64(1_600_000_000_123_456_789)
+	// startWatch and startWatchNoWait with --watcher backend.
+	startWatch := func(t *testing.T, args ...string) *watchProc {
+		t.Helper()
+		return startWatch(t, append([]string{"--watcher", backend}, args...)...)
+	}
+	startWatchNoWait := func(t *testing.T, args ...string) *watchProc {
+		t.Helper()
+		return startWatchNoWait(t, append([]string{"--watcher", backend}, args...)...)
+	}
 
 	// basic runs one subtest: a starting tree, a change, and the
 	// destination's state to wait for, beyond being a mirror of src.
@@ -646,10 +849,10 @@ func TestWatch_Basics(t *testing.T) {
 		src, dst, outside string
 		w                 *watchProc
 	}
-	basic := func(name string, tree []testutil.Node, change func(t *testing.T, e *env)) {
+	basicIn := func(name string, dirs func(t *testing.T) (src, dst, outside string), tree []testutil.Node, change func(t *testing.T, e *env)) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			src, dst, outside := srcDstOut(t)
+			src, dst, outside := dirs(t)
 			testutil.Build(t, src, tree...)
 			e := &env{src: src, dst: dst, outside: outside}
 			e.w = startWatch(t, "-v", src, dst)
@@ -658,6 +861,9 @@ func TestWatch_Basics(t *testing.T) {
 			waitMirror(t, e.w, src, dst, basicTimeout, watchDiffOpt())
 			finish(t, e.w, src, dst)
 		})
+	}
+	basic := func(name string, tree []testutil.Node, change func(t *testing.T, e *env)) {
+		basicIn(name, srcDstOut, tree, change)
 	}
 	path := func(root string, rel ...string) string { return filepath.Join(append([]string{root}, rel...)...) }
 	must := func(t *testing.T, err error) {
@@ -752,6 +958,29 @@ func TestWatch_Basics(t *testing.T) {
 			t.Errorf("after swapping a and b, DEST's a and b are not the old b and a: copied, not renamed; fsmirror did:\n%s",
 				e.w.stdout.String()[before:])
 		}
+	})
+
+	// One process renames and reuses names while fsmirror is stopped:
+	// fanotify merges an event into an identical one still queued, so
+	// the second write of f, and the third rename of a, are queued
+	// before the renames that precede them.
+	reuseTree := append(slices.Clone(base),
+		testutil.File("a", "content of a", 0o644).Mtime(t1),
+		testutil.File("d/x", "x", 0o644).Mtime(t1),
+		testutil.Dir("d", 0o755).Mtime(t1),
+	)
+	basic("names reused right after a rename", reuseTree, func(t *testing.T, e *env) {
+		e.w.paused(t, func() {
+			write(t, path(e.src, "f"), "first f")
+			must(t, os.Rename(path(e.src, "f"), path(e.src, "g")))
+			write(t, path(e.src, "f"), "second f, longer")
+			must(t, os.Rename(path(e.src, "a"), path(e.src, "b")))
+			must(t, os.Rename(path(e.src, "b"), path(e.src, "a")))
+			must(t, os.Rename(path(e.src, "a"), path(e.src, "b")))
+			must(t, os.Rename(path(e.src, "d"), path(e.src, "e")))
+			must(t, os.Mkdir(path(e.src, "d"), 0o755))
+			write(t, path(e.src, "d", "y"), "y")
+		})
 	})
 
 	bigDir := append(slices.Clone(base), testutil.Dir("tree/inner", 0o755).Mtime(t1))
@@ -1114,7 +1343,13 @@ func TestWatch_Basics(t *testing.T) {
 		}
 	})
 
-	basic("idle means idle", base, func(t *testing.T, e *env) {
+	// fanotify reports every change of the file system, where other tests
+	// run: the trees of this one are on a tmpfs of their own.
+	quietDirs := srcDstOut
+	if backend == "fanotify" {
+		quietDirs = privateSrcDstOut
+	}
+	basicIn("idle means idle", quietDirs, base, func(t *testing.T, e *env) {
 		write(t, path(e.src, "sub", "f"), "f")
 		waitMirror(t, e.w, e.src, e.dst, basicTimeout, watchDiffOpt())
 		// No polling loop: once the work is done, fsmirror sleeps. Counted
@@ -1164,7 +1399,7 @@ func TestWatch_Basics(t *testing.T) {
 		}
 		testutil.Build(t, src, tree...)
 		w := startWatchNoWait(t, "-v", src, dst)
-		waitInotify(t, w)
+		waitWatcherFd(t, w, watcherFd(backend))
 		// Watches are in place before the initial sync starts: what
 		// changes while it runs is mirrored too.
 		for i := 0; !strings.Contains(w.stderr.String(), "fsmirror: watching ") && i < 3000; i++ {
@@ -1196,6 +1431,80 @@ func TestWatch_Basics(t *testing.T) {
 			}
 		}
 	})
+}
+
+// mainWithNSLimit is fsmirror run by TestWatch_WatchLimit in a user
+// namespace of its own: it lowers the namespace's inotify watch limit to
+// $FSMIRROR_TEST_NS_WATCHES and rescans the directories it cannot watch
+// every 300ms instead of every minute, then runs main.
+func mainWithNSLimit() {
+	limit := os.Getenv("FSMIRROR_TEST_NS_WATCHES")
+	if err := os.WriteFile("/proc/sys/user/max_inotify_watches", []byte(limit), 0); err != nil {
+		fmt.Fprintln(os.Stderr, "fsmirror-userns-limit: set the namespace's watch limit:", err)
+		os.Exit(3)
+	}
+	limitRescan = 300 * time.Millisecond
+	main()
+}
+
+// inUserNS makes cmd run in a user namespace of its own, as the same user.
+func inUserNS(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: os.Geteuid(), HostID: os.Geteuid(), Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: os.Getegid(), HostID: os.Getegid(), Size: 1}},
+	}
+}
+
+// TestWatch_WatchLimit runs out of inotify watches for real: fsmirror runs
+// in a user namespace whose limit (user.max_inotify_watches) is below what
+// the tree needs, and where fanotify is refused (no CAP_SYS_ADMIN over the
+// file system), so --watcher auto uses inotify. fsmirror must say how many
+// watches the tree needs and why fanotify could not be used, keep going,
+// and mirror the changes of the directories it could not watch too, through
+// its periodic rescans.
+func TestWatch_WatchLimit(t *testing.T) {
+	t.Parallel()
+	probe := exec.Command("/bin/true")
+	inUserNS(probe)
+	if err := probe.Run(); err != nil {
+		t.Skipf("cannot start a process in a new user namespace: %v", err)
+	}
+	src, dst, _ := srcDstOut(t)
+	var tree []testutil.Node
+	for i := range 40 {
+		tree = append(tree, testutil.File(fmt.Sprintf("d%02d/f", i), "v1", 0o644))
+	}
+	testutil.Build(t, src, tree...)
+	w := startWatchWith(t, func(cmd *exec.Cmd) {
+		cmd.Args[0] = "fsmirror-userns-limit"
+		cmd.Env = append(cmd.Env, "FSMIRROR_TEST_NS_WATCHES=20")
+		inUserNS(cmd)
+	}, "-v", src, dst)
+	w.waitReady(t)
+	warning := ""
+	for _, l := range lines(w.stderr.String()) {
+		if strings.Contains(l, "warning: inotify watch limit reached") {
+			warning = l
+		}
+	}
+	for _, want := range []string{"user.max_inotify_watches is 20", "the tree needs at least 41", "CAP_SYS_ADMIN", "rescanned every 300ms"} {
+		if !strings.Contains(warning, want) {
+			t.Errorf("the warning about the watch limit lacks %q:\n%s", want, w.output())
+		}
+	}
+	t.Logf("%s", warning)
+	for i := range 40 {
+		d := filepath.Join(src, fmt.Sprintf("d%02d", i))
+		if err := os.WriteFile(filepath.Join(d, "f"), []byte("v2, in every directory"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(filepath.Join(d, "new"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitMirror(t, w, src, dst, convergeTimeout, watchDiffOpt())
+	finish(t, w, src, dst)
 }
 
 // writeBig writes a file of size bytes that are not all alike.

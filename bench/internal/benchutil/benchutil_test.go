@@ -140,3 +140,9 @@ func TestLastLines(t *testing.T) {
 		}
 	}
 }
+
+func TestLsyncdConfig(t *testing.T) {
+	if got := LsyncdConfig("/s", "/d", "CloseWrite"); got != `settings { nodaemon = true, insist = true, inotifyMode = "CloseWrite" } sync { default.rsync, source = "/s", target = "/d", delay = 0 }` {
+		t.Errorf("LsyncdConfig = %s", got)
+	}
+}

@@ -57,6 +57,15 @@ func LsyncdCleanExit(err error) bool {
 	return ee.ExitCode() == 143 || ok && ws.Signaled() && ws.Signal() == syscall.SIGTERM
 }
 
+// LsyncdConfig is lsyncd's configuration for mirroring src to dst with
+// default.rsync and no delay, as the benchmarks run it; inotifyMode is its
+// settings.inotifyMode ("CloseWrite", "Modify" or "CloseWrite or Modify").
+func LsyncdConfig(src, dst, inotifyMode string) string {
+	return fmt.Sprintf(`settings { nodaemon = true, insist = true, inotifyMode = %s } `+
+		`sync { default.rsync, source = %s, target = %s, delay = 0 }`,
+		LuaQuote(inotifyMode), LuaQuote(src), LuaQuote(dst))
+}
+
 // LuaQuote makes s a Lua string literal, for lsyncd's configuration; bytes
 // other than the quote, the backslash and control characters stand for
 // themselves.
