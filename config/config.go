@@ -90,6 +90,9 @@ type Sync struct {
 	// RescanInterval, if not zero, compares the whole destination this
 	// often.
 	RescanInterval time.Duration
+	// Watcher is how changes are seen: auto (the default), inotify or
+	// fanotify.
+	Watcher string
 	// Dest holds the options of remote destinations (ssh, rsync).
 	Dest all.Options
 

@@ -91,6 +91,12 @@ var syncFields = map[string]field[Sync]{
 	"bwlimit":         {"rsync's --bwlimit", func(d *decoder, s *Sync, v any, at loc) { s.Dest.Bwlimit = d.strOrInt(v, at) }},
 	"fingerprint":     {"the key fingerprint of a fsmirror:// receiver", func(d *decoder, s *Sync, v any, at loc) { s.Dest.Fingerprint = d.str(v, at) }},
 	"token-file":      {"the token file for a fsmirror:// receiver", func(d *decoder, s *Sync, v any, at loc) { s.Dest.TokenFile = d.path(v, at) }},
+	"watcher": {"how changes are seen: auto, inotify or fanotify", func(d *decoder, s *Sync, v any, at loc) {
+		s.Watcher = d.str(v, at)
+		if s.Watcher != "auto" && s.Watcher != "inotify" && s.Watcher != "fanotify" {
+			d.errorf(at.path, at.key, "%q: want auto, inotify or fanotify", s.Watcher)
+		}
+	}},
 	"rsync-processes": {"at most this many rsync runs at once", func(d *decoder, s *Sync, v any, at loc) { s.Dest.RsyncProcesses = d.int(v, at, 1) }},
 }
 
@@ -184,7 +190,7 @@ func (d *decoder) config(raw map[string]any) *Config {
 	names := map[string]*Sync{}
 	for i, block := range blocks {
 		path := []string{"sync", strconv.Itoa(i)}
-		s := &Sync{Delete: true, MaxDelay: DefaultMaxDelay, file: d.file, line: d.pos.line(path), keys: map[string]int{}}
+		s := &Sync{Delete: true, MaxDelay: DefaultMaxDelay, Watcher: "auto", file: d.file, line: d.pos.line(path), keys: map[string]int{}}
 		for k := range block {
 			s.keys[k] = d.pos.line(append(slices.Clone(path), k))
 		}

@@ -146,6 +146,7 @@ func specOf(s *config.Sync, stateDir string, f runFlags, log *slog.Logger) syncS
 		verifyOnStart:  s.VerifyOnStart,
 		rescanInterval: s.RescanInterval,
 		debugEvents:    f.debugEvents,
+		watcher:        s.Watcher,
 	}
 	w.excludes.patterns = s.Exclude
 	w.workers = engine.DefaultWorkers()

@@ -160,6 +160,7 @@ func TestRun_MetricsAndStatusWhileDown(t *testing.T) {
 	}
 	conf := fmt.Sprintf(`[[sync]]
 name = "web"
+watcher = "inotify"
 source = %q
 destination = [%q, %q]
 ssh = %q
