@@ -53,8 +53,9 @@ raised; if watches run out, fsmirror says how many the tree needs, keeps
 watching what it could, and rescans the rest every minute. --watcher fanotify
 (root, Linux 5.9+) watches the whole file system of SRC with one mark and keeps
 the changes below SRC: ready at once whatever the tree's size, at the cost of a
-little CPU for every change elsewhere on that file system. --watcher auto, the
-default, uses fanotify when it can and inotify otherwise.
+little CPU for every change elsewhere on that file system. --watcher auto uses
+fanotify when it can and inotify otherwise. The default is inotify: fanotify
+charges every program writing to the same file system, and is newer here.
 
 Events only mark paths dirty: a path that changes a thousand times while a copy
 is under way is copied again once, not a thousand times. A file being written
@@ -91,7 +92,7 @@ default: for a local destination it costs a full listing of both trees).
 	fl.BoolVar(&f.verifyOnStart, "verify-on-start", false, "compare the whole destination at start instead of trusting the index")
 	fl.DurationVar(&f.rescanInterval, "rescan-interval", 0, "compare the whole destination this often, to catch changes made to it behind fsmirror's back (0: never)")
 	fl.BoolVar(&f.debugEvents, "debug-events", false, "log every event of the kernel's watcher (a lot)")
-	fl.StringVar(&f.watcher, "watcher", "auto", "see changes with `KIND`: auto, inotify or fanotify")
+	fl.StringVar(&f.watcher, "watcher", "inotify", "see changes with `KIND`: inotify, fanotify, or auto (fanotify when it can)")
 	return cmd
 }
 

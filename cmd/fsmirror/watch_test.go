@@ -1480,7 +1480,7 @@ func TestWatch_WatchLimit(t *testing.T) {
 		cmd.Args[0] = "fsmirror-userns-limit"
 		cmd.Env = append(cmd.Env, "FSMIRROR_TEST_NS_WATCHES=20")
 		inUserNS(cmd)
-	}, "-v", src, dst)
+	}, "-v", "--watcher", "auto", src, dst)
 	w.waitReady(t)
 	warning := ""
 	for _, l := range lines(w.stderr.String()) {
