@@ -90,8 +90,8 @@ type Sync struct {
 	// RescanInterval, if not zero, compares the whole destination this
 	// often.
 	RescanInterval time.Duration
-	// Watcher is how changes are seen: auto (the default), inotify or
-	// fanotify.
+	// Watcher is how changes are seen: inotify (the default), fanotify
+	// or auto (fanotify when it can), as watch's --watcher.
 	Watcher string
 	// Dest holds the options of remote destinations (ssh, rsync).
 	Dest all.Options

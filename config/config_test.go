@@ -61,7 +61,7 @@ rescan-interval = "1h"
 		ExcludeFrom:  []string{filepath.Join(dir, "www.exclude")},
 		Delay:        200 * time.Millisecond,
 		MaxDelay:     DefaultMaxDelay,
-		Watcher:      "auto",
+		Watcher:      "inotify",
 		Size:         filter.Size{Min: 1, Max: 1 << 20},
 		Dest:         all.Options{SSH: "ssh -i /root/.ssh/id", Compress: true},
 	}, {
@@ -69,7 +69,7 @@ rescan-interval = "1h"
 		Sources:        []string{"/home/alice", "/home/bob"},
 		Destinations:   []string{"rsync://backup@nas/mirror"},
 		MaxDelay:       DefaultMaxDelay,
-		Watcher:        "auto",
+		Watcher:        "inotify",
 		Delete:         true,
 		Workers:        4,
 		RescanInterval: time.Hour,

@@ -190,7 +190,7 @@ func (d *decoder) config(raw map[string]any) *Config {
 	names := map[string]*Sync{}
 	for i, block := range blocks {
 		path := []string{"sync", strconv.Itoa(i)}
-		s := &Sync{Delete: true, MaxDelay: DefaultMaxDelay, Watcher: "auto", file: d.file, line: d.pos.line(path), keys: map[string]int{}}
+		s := &Sync{Delete: true, MaxDelay: DefaultMaxDelay, Watcher: "inotify", file: d.file, line: d.pos.line(path), keys: map[string]int{}}
 		for k := range block {
 			s.keys[k] = d.pos.line(append(slices.Clone(path), k))
 		}
