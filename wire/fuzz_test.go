@@ -66,43 +66,65 @@ func FuzzServer(f *testing.F) {
 	for _, s := range fuzzSeeds() {
 		f.Add(s)
 	}
-	var hello enc
-	hello.string(magic)
-	hello.uint(ProtocolVersion)
-	hello.uint(0)
-	helloFrame := frame(msgHello, hello.b)
-	base := f.TempDir()
-	n := 0
+	fz := newFuzzRoots(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		n++
-		dir := filepath.Join(base, "root", filepath.Base(t.Name())+string(rune('a'+n%26)))
-		outside := filepath.Join(base, "outside")
-		os.RemoveAll(dir)
-		os.MkdirAll(dir, 0o755)
-		os.MkdirAll(outside, 0o755)
-		defer os.RemoveAll(dir)
-		os.Symlink(outside, filepath.Join(dir, "evil"))
+		dir, outside, remove := fz.next(t)
+		defer remove()
 		store, err := local.New(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer store.Close()
-		srv := &Server{Store: store, Version: "fuzz", MaxInFlight: 64}
-		in := io.MultiReader(bytes.NewReader(helloFrame), bytes.NewReader(data))
-		done := make(chan struct{})
-		go func() {
-			srv.Serve(context.Background(), in, io.Discard)
-			close(done)
-		}()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Fatal("server did not finish a finite input")
-		}
+		fz.serve(t, &Server{Store: store, Version: "fuzz", MaxInFlight: 64}, data)
 		if names, _ := os.ReadDir(outside); len(names) != 0 {
 			t.Fatalf("written outside the root: %v", names)
 		}
 	})
+}
+
+// fuzzRoots gives each fuzz input a fresh root directory holding a symlink
+// "evil" to a directory outside it, and serves the input after a valid
+// hello.
+type fuzzRoots struct {
+	base  string
+	n     int
+	hello []byte
+}
+
+func newFuzzRoots(f *testing.F) *fuzzRoots {
+	var hello enc
+	hello.string(magic)
+	hello.uint(ProtocolVersion)
+	hello.uint(0)
+	return &fuzzRoots{base: f.TempDir(), hello: frame(msgHello, hello.b)}
+}
+
+// next makes the root of the next input and returns it with the directory
+// outside it and the function that removes the root.
+func (fz *fuzzRoots) next(t *testing.T) (dir, outside string, remove func()) {
+	fz.n++
+	dir = filepath.Join(fz.base, "root", filepath.Base(t.Name())+string(rune('a'+fz.n%26)))
+	outside = filepath.Join(fz.base, "outside")
+	os.RemoveAll(dir)
+	os.MkdirAll(dir, 0o755)
+	os.MkdirAll(outside, 0o755)
+	os.Symlink(outside, filepath.Join(dir, "evil"))
+	return dir, outside, func() { os.RemoveAll(dir) }
+}
+
+// serve runs srv on the hello and data, and fails if it does not finish.
+func (fz *fuzzRoots) serve(t *testing.T, srv *Server, data []byte) {
+	in := io.MultiReader(bytes.NewReader(fz.hello), bytes.NewReader(data))
+	done := make(chan struct{})
+	go func() {
+		srv.Serve(context.Background(), in, io.Discard)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("server did not finish a finite input")
+	}
 }
 
 // FuzzDecodeOp checks that every op that decodes has clean paths.
@@ -147,22 +169,10 @@ func FuzzAuth(f *testing.F) {
 			f.Add(append(append([]byte(nil), a...), s...))
 		}
 	}
-	var hello enc
-	hello.string(magic)
-	hello.uint(ProtocolVersion)
-	hello.uint(0)
-	helloFrame := frame(msgHello, hello.b)
-	base := f.TempDir()
-	n := 0
+	fz := newFuzzRoots(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		n++
-		dir := filepath.Join(base, "root", filepath.Base(t.Name())+string(rune('a'+n%26)))
-		outside := filepath.Join(base, "outside")
-		os.RemoveAll(dir)
-		os.MkdirAll(dir, 0o755)
-		os.MkdirAll(outside, 0o755)
-		defer os.RemoveAll(dir)
-		os.Symlink(outside, filepath.Join(dir, "evil"))
+		dir, outside, remove := fz.next(t)
+		defer remove()
 		var store *local.Target
 		granted := false
 		srv := &Server{Version: "fuzz", MaxInFlight: 64, Authenticate: func(_ context.Context, a Auth) (Store, error) {
@@ -174,17 +184,7 @@ func FuzzAuth(f *testing.F) {
 			store, err = local.NewBelow(dir, a.Path, a.Create)
 			return store, err
 		}}
-		in := io.MultiReader(bytes.NewReader(helloFrame), bytes.NewReader(data))
-		done := make(chan struct{})
-		go func() {
-			srv.Serve(context.Background(), in, io.Discard)
-			close(done)
-		}()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Fatal("server did not finish a finite input")
-		}
+		fz.serve(t, srv, data)
 		if store != nil {
 			store.Close()
 		}
