@@ -386,20 +386,6 @@ func under(path, dir string) bool {
 	return dir == "" || len(path) >= len(dir) && path[:len(dir)] == dir && (len(path) == len(dir) || path[len(dir)] == '/')
 }
 
-// overlaps reports whether two items touch a common path.
-func overlaps(a, b *item) bool {
-	if related(a.path, b.path) {
-		return true
-	}
-	if a.kind == itemRename && (related(a.from, b.path) || b.kind == itemRename && related(a.from, b.from)) {
-		return true
-	}
-	return b.kind == itemRename && related(a.path, b.from)
-}
-
-// related reports whether one path is the other or below it.
-func related(p, q string) bool { return under(p, q) || under(q, p) }
-
 // dispatchWindow bounds how far into the queue one dispatch looks for
 // work: a long queue means every worker is busy, and scanning all of it on
 // every wake-up would make the dispatcher the bottleneck.

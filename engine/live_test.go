@@ -199,6 +199,21 @@ func TestLinkIndex(t *testing.T) {
 	}
 }
 
+// overlaps reports whether two items touch a common path, pairwise: the
+// reference the dispatcher's pathSet is checked against.
+func overlaps(a, b *item) bool {
+	if related(a.path, b.path) {
+		return true
+	}
+	if a.kind == itemRename && (related(a.from, b.path) || b.kind == itemRename && related(a.from, b.from)) {
+		return true
+	}
+	return b.kind == itemRename && related(a.path, b.from)
+}
+
+// related reports whether one path is the other or below it.
+func related(p, q string) bool { return under(p, q) || under(q, p) }
+
 // TestPathSet_AgreesWithOverlaps checks the dispatcher's indexed overlap
 // test against the pairwise one it replaces, on random items.
 func TestPathSet_AgreesWithOverlaps(t *testing.T) {

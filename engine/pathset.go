@@ -51,7 +51,7 @@ func bump(m map[string]int, k string, n int) {
 }
 
 // overlaps reports whether a path of it is a path of the set, or above or
-// below one: the same test as overlaps(it, x) for some x in the set.
+// below one: what a pairwise check against every item of the set would say.
 func (s *pathSet) overlaps(it *item) bool {
 	return s.touches(it.path) || it.kind == itemRename && s.touches(it.from)
 }

@@ -47,10 +47,9 @@ type Target struct {
 	dialMu sync.Mutex // held while a new connection is made
 	full   fullState
 
-	mu       sync.Mutex
-	c        *wire.Client
-	sent     int64 // bytes sent on connections that are gone
-	received int64
+	mu   sync.Mutex
+	c    *wire.Client
+	sent int64 // bytes sent on connections that are gone
 }
 
 var (
@@ -130,7 +129,6 @@ func (t *Target) reconnect(ctx context.Context, old *wire.Client) error {
 	}
 	if t.c != nil {
 		t.sent += t.c.BytesSent()
-		t.received += t.c.BytesReceived()
 		t.c.Close()
 	}
 	t.c = c
@@ -229,7 +227,6 @@ func (t *Target) Close() error {
 	err := c.Close()
 	t.mu.Lock()
 	t.sent += c.BytesSent()
-	t.received += c.BytesReceived()
 	t.mu.Unlock()
 	return err
 }
