@@ -46,18 +46,16 @@ type SSH struct {
 	installErr error
 }
 
-// String names the destination as ssh://[user@]host[:port]/path.
+// String names the destination as [user@]host[:port]:path.
 func (s *SSH) String() string {
-	var b strings.Builder
-	b.WriteString(s.Host)
+	name := s.Host
 	if s.User != "" {
-		b.Reset()
-		b.WriteString(s.User + "@" + s.Host)
+		name = s.User + "@" + name
 	}
 	if s.Port != 0 {
-		b.WriteString(":" + strconv.Itoa(s.Port))
+		name += ":" + strconv.Itoa(s.Port)
 	}
-	return b.String() + ":" + s.Path
+	return name + ":" + s.Path
 }
 
 func (s *SSH) command() []string {
